@@ -1,0 +1,5 @@
+# Rules shared by every Makefile.am.
+
+NULL =
+
+CLEANFILES = *~

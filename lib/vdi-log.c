@@ -1,0 +1,63 @@
+/* nbdkit-vdi
+ * Copyright the nbdkit-vdi authors
+ * SPDX-License-Identifier: BSD-3-Clause
+ */
+
+#include <config.h>
+
+#include <stdio.h>
+#include <stdarg.h>
+#include <errno.h>
+
+#include "vdi-internal.h"
+
+static void
+default_log (enum vdi_log_level level, const char *msg)
+{
+  switch (level) {
+  case VDI_LOG_ERROR:
+    fprintf (stderr, "error: %s\n", msg);
+    break;
+  case VDI_LOG_WARNING:
+    fprintf (stderr, "warning: %s\n", msg);
+    break;
+  case VDI_LOG_DEBUG:
+    break;
+  }
+}
+
+static vdi_log_function log_function = default_log;
+
+void
+vdi_set_log_function (vdi_log_function fn)
+{
+  log_function = fn ? fn : default_log;
+}
+
+/* Format and pass on one message.  errno is preserved so that callers
+ * can log and then return it; %m works as in nbdkit_error.
+ */
+static void
+vlog (enum vdi_log_level level, const char *fs, va_list args)
+{
+  int saved_errno = errno;
+  char msg[1024];
+
+  vsnprintf (msg, sizeof msg, fs, args);
+  log_function (level, msg);
+  errno = saved_errno;
+}
+
+#define DEFINE_LOG_FUNCTION(name, level)        \
+  void                                          \
+  name (const char *fs, ...)                    \
+  {                                             \
+    va_list args;                               \
+    va_start (args, fs);                        \
+    vlog (level, fs, args);                     \
+    va_end (args);                              \
+  }
+
+DEFINE_LOG_FUNCTION (vdi_error, VDI_LOG_ERROR)
+DEFINE_LOG_FUNCTION (vdi_warning, VDI_LOG_WARNING)
+DEFINE_LOG_FUNCTION (vdi_debug, VDI_LOG_DEBUG)

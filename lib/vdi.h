@@ -1,0 +1,190 @@
+/* nbdkit-vdi
+ * Copyright the nbdkit-vdi authors
+ * SPDX-License-Identifier: BSD-3-Clause
+ */
+
+/* libvdi: VirtualBox VDI images and chains, with nothing of nbdkit.
+ *
+ * Errors are reported through the log function (vdi_set_log_function)
+ * as one line that names the file and the problem; the function that
+ * failed then returns -1 or NULL.
+ */
+
+#ifndef VDI_H
+#define VDI_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "vdi-format.h"
+
+/* Logging. */
+enum vdi_log_level { VDI_LOG_ERROR, VDI_LOG_WARNING, VDI_LOG_DEBUG };
+typedef void (*vdi_log_function) (enum vdi_log_level level, const char *msg);
+
+/* The default prints errors and warnings to stderr and drops debug. */
+extern void vdi_set_log_function (vdi_log_function fn);
+
+/* UUIDs, held in the order of their text form (RFC 4122). */
+struct vdi_uuid {
+  uint8_t bytes[16];
+};
+
+/* "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx" plus the NUL. */
+#define VDI_UUID_STRLEN 37
+
+/* Convert between the header's GUID byte order and struct vdi_uuid. */
+extern void vdi_uuid_from_disk (struct vdi_uuid *uuid, const uint8_t disk[16])
+  __attribute__ ((__nonnull__ (1, 2)));
+extern void vdi_uuid_to_disk (const struct vdi_uuid *uuid, uint8_t disk[16])
+  __attribute__ ((__nonnull__ (1, 2)));
+/* Parse text with or without braces, in any case.  Returns 0 or -1
+ * (nothing is logged: the caller knows what the text was).
+ */
+extern int vdi_uuid_parse (const char *text, struct vdi_uuid *uuid)
+  __attribute__ ((__nonnull__ (1, 2)));
+/* Lowercase, without braces, into buf[VDI_UUID_STRLEN]; returns buf. */
+extern char *vdi_uuid_format (const struct vdi_uuid *uuid, char *buf)
+  __attribute__ ((__nonnull__ (1, 2)));
+extern bool vdi_uuid_is_null (const struct vdi_uuid *uuid)
+  __attribute__ ((__nonnull__ (1)));
+extern bool vdi_uuid_equal (const struct vdi_uuid *a, const struct vdi_uuid *b)
+  __attribute__ ((__nonnull__ (1, 2)));
+
+/* A header in host byte order, whichever layout it came from.  Field
+ * names follow VirtualBox (cbDisk = disk_size, offBlocks =
+ * blocks_offset, ...).  For a v0 image, header_size is 348,
+ * blocks_offset and data_offset are computed, block_extra is 0 and
+ * uuid_parent_modify is null.
+ */
+struct vdi_header {
+  char file_info[65];           /* szFileInfo, always NUL-terminated */
+  uint32_t version;
+  uint32_t header_size;         /* cbHeader */
+  uint32_t type;
+  uint32_t flags;
+  char comment[257];            /* always NUL-terminated */
+  uint32_t blocks_offset;       /* offBlocks */
+  uint32_t data_offset;         /* offData */
+  struct vdi_disk_geometry legacy_geometry;
+  uint64_t disk_size;           /* cbDisk, as stored */
+  uint32_t block_size;          /* cbBlock */
+  uint32_t block_extra;         /* cbBlockExtra */
+  uint32_t blocks;              /* cBlocks */
+  uint32_t blocks_allocated;    /* cBlocksAllocated */
+  struct vdi_uuid uuid_create;
+  struct vdi_uuid uuid_modify;
+  struct vdi_uuid uuid_linkage;
+  struct vdi_uuid uuid_parent_modify;
+  struct vdi_disk_geometry lchs_geometry; /* zero unless cbHeader >= 400 */
+};
+
+/* Decode the first len bytes of a file (at most VDI_HEADER_READ_SIZE
+ * are looked at).  Checks only what is needed to know the layout:
+ * the file is long enough, the signature, the version, cbHeader.
+ */
+extern int vdi_header_decode (const char *filename,
+                              const void *buf, size_t len,
+                              struct vdi_header *h)
+  __attribute__ ((__nonnull__ (1, 2, 4)));
+
+/* Check every field as VirtualBox does on open, and bound every value
+ * that feeds an offset or an allocation by file_size.  One error
+ * naming filename for the first failed check.
+ */
+extern int vdi_header_validate (const char *filename,
+                                const struct vdi_header *h,
+                                uint64_t file_size)
+  __attribute__ ((__nonnull__ (1, 2)));
+
+/* Encode a version 1.1 header (cbHeader 384 or 400) into
+ * buf[VDI_HEADER_READ_SIZE]; the bytes past the header are zeroed.
+ */
+extern void vdi_header_encode (const struct vdi_header *h, void *buf)
+  __attribute__ ((__nonnull__ (1, 2)));
+
+/* The size the guest sees: cbDisk rounded down to a sector, as
+ * VirtualBox does (QEMU rounds up).
+ */
+extern uint64_t vdi_header_virtual_size (const struct vdi_header *h)
+  __attribute__ ((__nonnull__ (1)));
+
+/* Where the data of a block slot starts in the file (after the
+ * cbBlockExtra bytes).  The header must have been validated.
+ */
+extern uint64_t vdi_header_slot_offset (const struct vdi_header *h,
+                                        uint32_t slot)
+  __attribute__ ((__nonnull__ (1)));
+
+/* "dynamic", "fixed", "undo", "differencing" or "unknown". */
+extern const char *vdi_type_name (uint32_t type);
+
+/* One open VDI file. */
+struct vdi_image;
+
+#define VDI_OPEN_HEADER_ONLY  1 /* do not load the block map */
+
+/* Open, read and validate the header and (unless
+ * VDI_OPEN_HEADER_ONLY) load and validate the block map.  Images are
+ * opened read-only.
+ */
+extern struct vdi_image *vdi_image_open (const char *filename,
+                                         unsigned flags)
+  __attribute__ ((__nonnull__ (1)));
+extern void vdi_image_close (struct vdi_image *img);
+
+extern const char *vdi_image_filename (const struct vdi_image *img)
+  __attribute__ ((__nonnull__ (1)));
+extern const struct vdi_header *vdi_image_header (const struct vdi_image *img)
+  __attribute__ ((__nonnull__ (1)));
+extern int vdi_image_fd (const struct vdi_image *img)
+  __attribute__ ((__nonnull__ (1)));
+/* The block map entry of block i (i < cBlocks); the map must be loaded. */
+extern uint32_t vdi_image_map_entry (const struct vdi_image *img, uint32_t i)
+  __attribute__ ((__nonnull__ (1)));
+
+/* A chain of images as the guest sees it: images[0] is the top
+ * image, images[n-1] the base.
+ */
+struct vdi_chain;
+
+/* Take ownership of the images (also on error), check each link and
+ * resolve the chain into one lookup table.
+ */
+extern struct vdi_chain *vdi_chain_new (struct vdi_image **images, size_t n)
+  __attribute__ ((__nonnull__ (1)));
+extern void vdi_chain_free (struct vdi_chain *chain);
+
+extern uint64_t vdi_chain_size (const struct vdi_chain *chain)
+  __attribute__ ((__nonnull__ (1)));
+extern size_t vdi_chain_depth (const struct vdi_chain *chain)
+  __attribute__ ((__nonnull__ (1)));
+extern struct vdi_image *vdi_chain_image (const struct vdi_chain *chain,
+                                          size_t i)
+  __attribute__ ((__nonnull__ (1)));
+/* The granularity of the lookup table: the smallest block size in
+ * the chain.  Extents never change state inside one such unit.
+ */
+extern uint32_t vdi_chain_granularity (const struct vdi_chain *chain)
+  __attribute__ ((__nonnull__ (1)));
+
+/* Read count bytes at offset; offset + count must be within the size. */
+extern int vdi_chain_pread (const struct vdi_chain *chain, void *buf,
+                            uint32_t count, uint64_t offset)
+  __attribute__ ((__nonnull__ (1, 2)));
+
+/* Call fn for each run of data or zeros that covers
+ * [offset, offset + count), merging neighbours of the same kind.
+ * Stops early (after the first run) when only_first is true, or when
+ * fn returns -1, which is then returned.
+ */
+typedef int (*vdi_extent_function) (void *opaque, uint64_t offset,
+                                     uint64_t length, bool is_zero);
+extern int vdi_chain_extents (const struct vdi_chain *chain,
+                              uint64_t offset, uint64_t count,
+                              bool only_first,
+                              vdi_extent_function fn, void *opaque)
+  __attribute__ ((__nonnull__ (1, 5)));
+
+#endif /* VDI_H */
