@@ -32,6 +32,7 @@
 #include "ispowerof2.h"
 #include "minmax.h"
 #include "rounding.h"
+#include "static-assert.h"
 
 #include "vdi-internal.h"
 
@@ -44,6 +45,7 @@
 struct vdi_chain {
   struct vdi_image **images;    /* [0] is the top */
   int *fds;                     /* fds[i] of images[i], for the read path */
+  uint64_t *sizes;              /* virtual size of images[i] */
   size_t depth;
   uint64_t size;                /* virtual size of the top image */
   unsigned unit_bits;           /* log2 of the table's unit */
@@ -83,6 +85,85 @@ resolve_layer (struct vdi_chain *chain, size_t layer)
   }
 }
 
+/* Check the chain as VirtualBox does when it opens one: each child
+ * links to its parent's create UUID, only the base may be a fixed or
+ * non-differencing image, and no image appears twice.  A stale
+ * parent-modify UUID is only a warning: current VirtualBox does not
+ * check it and VDMerge leaves it stale.
+ */
+static int
+check_links (struct vdi_image **images, size_t n)
+{
+  char a[VDI_UUID_STRLEN], b[VDI_UUID_STRLEN];
+  size_t i, j;
+
+  if (n > VDI_MAX_CHAIN_DEPTH) {
+    vdi_error ("%s: the chain is %zu images deep; at most %d are allowed",
+               vdi_image_filename (images[0]), n, VDI_MAX_CHAIN_DEPTH);
+    return -1;
+  }
+
+  for (i = 0; i < n; ++i) {
+    const struct vdi_header *h = vdi_image_header (images[i]);
+    const char *name = vdi_image_filename (images[i]);
+    const struct vdi_header *ph;
+    const char *parent_name;
+
+    for (j = 0; j < i; ++j) {
+      if (vdi_uuid_equal (&h->uuid_create,
+                          &vdi_image_header (images[j])->uuid_create)) {
+        vdi_error ("%s: the chain has a cycle: image %s appears twice "
+                   "(%s and %s)", vdi_image_filename (images[0]),
+                   vdi_uuid_format (&h->uuid_create, a),
+                   vdi_image_filename (images[j]), name);
+        return -1;
+      }
+    }
+
+    if (i == n - 1) {
+      if (h->type == VDI_TYPE_DIFF) {
+        vdi_error ("%s: differencing image without its parent %s",
+                   name, vdi_uuid_format (&h->uuid_linkage, a));
+        return -1;
+      }
+      /* VirtualBox 3.0-3.1 left a linkage in some base images;
+       * VirtualBox ignores it, and so do we.
+       */
+      if (!vdi_uuid_is_null (&h->uuid_linkage))
+        vdi_debug ("%s: base image has a parent UUID %s, ignored",
+                   name, vdi_uuid_format (&h->uuid_linkage, a));
+      break;
+    }
+
+    ph = vdi_image_header (images[i + 1]);
+    parent_name = vdi_image_filename (images[i + 1]);
+    if (vdi_uuid_is_null (&h->uuid_linkage)) {
+      vdi_error ("%s: not a differencing image, so it cannot have "
+                 "%s as its parent", name, parent_name);
+      return -1;
+    }
+    if (h->type == VDI_TYPE_FIXED) {
+      vdi_error ("%s: a fixed image can only be the base of a chain",
+                 name);
+      return -1;
+    }
+    if (!vdi_uuid_equal (&h->uuid_linkage, &ph->uuid_create)) {
+      vdi_error ("%s: parent UUID %s does not match the UUID %s of %s",
+                 name, vdi_uuid_format (&h->uuid_linkage, a),
+                 vdi_uuid_format (&ph->uuid_create, b), parent_name);
+      return -1;
+    }
+    if (!vdi_uuid_is_null (&h->uuid_parent_modify) &&
+        !vdi_uuid_equal (&h->uuid_parent_modify, &ph->uuid_modify))
+      vdi_warning ("%s: parent modification UUID %s differs from the "
+                   "modification UUID %s of %s: the parent has changed "
+                   "since this image was created (VirtualBox ignores this)",
+                   name, vdi_uuid_format (&h->uuid_parent_modify, a),
+                   vdi_uuid_format (&ph->uuid_modify, b), parent_name);
+  }
+  return 0;
+}
+
 struct vdi_chain *
 vdi_chain_new (struct vdi_image **images, size_t n)
 {
@@ -101,7 +182,8 @@ vdi_chain_new (struct vdi_image **images, size_t n)
   chain->depth = n;
   chain->images = calloc (n, sizeof *chain->images);
   chain->fds = calloc (n, sizeof *chain->fds);
-  if (chain->images == NULL || chain->fds == NULL) {
+  chain->sizes = calloc (n, sizeof *chain->sizes);
+  if (chain->images == NULL || chain->fds == NULL || chain->sizes == NULL) {
     vdi_error ("calloc: %m");
     for (i = 0; i < n; ++i)
       vdi_image_close (images[i]);
@@ -110,16 +192,26 @@ vdi_chain_new (struct vdi_image **images, size_t n)
   for (i = 0; i < n; ++i) {
     chain->images[i] = images[i];
     chain->fds[i] = vdi_image_fd (images[i]);
+    chain->sizes[i] = vdi_header_virtual_size (vdi_image_header (images[i]));
   }
 
-  if (n == 0 || n > (size_t) 1 << (64 - ENTRY_IMAGE_SHIFT)) {
-    vdi_error ("a chain must have between 1 and %d images, not %zu",
-               1 << (64 - ENTRY_IMAGE_SHIFT), n);
+  STATIC_ASSERT (VDI_MAX_CHAIN_DEPTH <= 1 << (64 - ENTRY_IMAGE_SHIFT),
+                 table_entry_holds_image_index);
+  if (n == 0) {
+    vdi_error ("a chain needs at least one image");
     goto err;
   }
+  if (check_links (images, n) == -1)
+    goto err;
 
-  for (i = 0; i < n; ++i)
+  for (i = 0; i < n; ++i) {
+    if (!vdi_image_has_map (images[i])) {
+      vdi_error ("%s: opened without its block map",
+                 vdi_image_filename (images[i]));
+      goto err;
+    }
     unit = MIN (unit, vdi_image_header (images[i])->block_size);
+  }
   chain->unit_bits = log_2_bits (unit);
   chain->size = vdi_header_virtual_size (vdi_image_header (images[0]));
   chain->units = DIV_ROUND_UP (chain->size, (uint64_t) unit);
@@ -157,6 +249,7 @@ vdi_chain_free (struct vdi_chain *chain)
       vdi_image_close (chain->images[i]);
   free (chain->images);
   free (chain->fds);
+  free (chain->sizes);
   free (chain->table);
   free (chain);
 }
@@ -225,6 +318,13 @@ vdi_chain_pread (const struct vdi_chain *chain, void *buf,
                    vdi_image_filename
                    (chain->images[first >> ENTRY_IMAGE_SHIFT]), where);
         return -1;
+      }
+      /* A parent may end inside a unit: past its end it reads zeros. */
+      if (offset + run > chain->sizes[first >> ENTRY_IMAGE_SHIFT]) {
+        uint64_t end = chain->sizes[first >> ENTRY_IMAGE_SHIFT];
+        uint64_t keep = offset < end ? end - offset : 0;
+
+        memset (p + keep, 0, run - keep);
       }
     }
     p += run;

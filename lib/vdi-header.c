@@ -133,8 +133,8 @@ vdi_header_decode (const char *filename, const void *buf, size_t len,
     struct vdi_disk_header_1 d;
 
     if (len < sizeof *pre + 4) {
-      vdi_error ("%s: truncated VDI header: the file is only %zu bytes long",
-                 filename, len);
+      vdi_error ("%s: truncated VDI header: the file is %zu bytes long, "
+                 "the header needs %zu", filename, len, sizeof *pre + 4);
       return -1;
     }
     memset (&d, 0, sizeof d);
@@ -191,7 +191,8 @@ vdi_header_validate (const char *filename, const struct vdi_header *h,
     return -1;
   }
   /* VirtualBox shifts the flags left by 8 before comparing them
-   * with its mask of known image flags.
+   * with its mask of known image flags, so it ignores bits 24-31;
+   * so do we.
    */
   if ((uint32_t) (h->flags << 8) & ~UINT32_C (0x30100)) {
     vdi_error ("%s: bad VDI header: unknown image flags 0x%" PRIx32,
@@ -200,6 +201,11 @@ vdi_header_validate (const char *filename, const struct vdi_header *h,
   }
   if (h->disk_size == 0) {
     vdi_error ("%s: bad VDI header: the disk size is zero", filename);
+    return -1;
+  }
+  if (vdi_header_virtual_size (h) == 0) {
+    vdi_error ("%s: bad VDI header: disk size %" PRIu64 " is less than "
+               "one sector", filename, h->disk_size);
     return -1;
   }
   if (h->block_size == 0) {
@@ -260,6 +266,13 @@ vdi_header_validate (const char *filename, const struct vdi_header *h,
       h->version != VDI_VERSION_0) {
     vdi_error ("%s: bad VDI header: block map offset %" PRIu32
                " is inside the header", filename, h->blocks_offset);
+    return -1;
+  }
+  if (h->header_size >= VDI_HEADER_1_1_PLUS_SIZE &&
+      h->lchs_geometry.sector_size != VDI_SECTOR_SIZE) {
+    vdi_error ("%s: bad VDI header: LCHS geometry sector size %" PRIu32
+               " is not %d", filename, h->lchs_geometry.sector_size,
+               VDI_SECTOR_SIZE);
     return -1;
   }
   map_end = h->blocks_offset + 4 * (uint64_t) h->blocks;

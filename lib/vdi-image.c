@@ -15,6 +15,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 #include <endian.h>
+#include <sys/stat.h>
 
 #include "cleanup.h"
 #include "rounding.h"
@@ -67,7 +68,7 @@ load_map (struct vdi_image *img)
   const size_t map_size = 4 * (size_t) h->blocks;
   const uint64_t slot_size = (uint64_t) h->block_extra + h->block_size;
   CLEANUP_FREE uint8_t *used = NULL;
-  uint32_t i, beyond_counter = 0;
+  uint32_t i;
 
   img->map = malloc (map_size);
   used = calloc (DIV_ROUND_UP ((size_t) h->blocks, 8), 1);
@@ -87,10 +88,14 @@ load_map (struct vdi_image *img)
     img->map[i] = slot;
     if (!VDI_BLOCK_IS_ALLOCATED (slot))
       continue;
-    if (slot >= h->blocks) {
+    /* Slots are handed out in order, so a slot at or past the counter
+     * would be handed out again: VirtualBox calls that a bad header.
+     */
+    if (slot >= h->blocks_allocated) {
       vdi_error ("%s: corrupt block map: entry %" PRIu32
-                 " points to slot %" PRIu32 " but the image has only %"
-                 PRIu32 " blocks", img->filename, i, slot, h->blocks);
+                 " points to slot %" PRIu32 " but only %" PRIu32
+                 " blocks are allocated", img->filename, i, slot,
+                 h->blocks_allocated);
       return -1;
     }
     if (h->data_offset + (slot + 1) * slot_size > img->file_size) {
@@ -112,17 +117,7 @@ load_map (struct vdi_image *img)
       return -1;
     }
     used[slot / 8] |= 1 << (slot % 8);
-    if (slot >= h->blocks_allocated)
-      beyond_counter++;
   }
-
-  /* An allocation interrupted between writing the map entry and the
-   * header leaves a slot past the counter.  It reads correctly.
-   */
-  if (beyond_counter > 0)
-    vdi_debug ("%s: %" PRIu32 " map entries point past the %" PRIu32
-               " allocated blocks of the header", img->filename,
-               beyond_counter, h->blocks_allocated);
   return 0;
 }
 
@@ -131,24 +126,33 @@ vdi_image_open (const char *filename, unsigned flags)
 {
   struct vdi_image *img;
   uint8_t buf[VDI_HEADER_READ_SIZE];
+  struct stat st;
   off_t size;
   size_t len;
 
   img = calloc (1, sizeof *img);
   if (img == NULL) {
-    vdi_error ("calloc: %m");
+    vdi_error ("%s: calloc: %m", filename);
     return NULL;
   }
   img->fd = -1;
   img->filename = strdup (filename);
   if (img->filename == NULL) {
-    vdi_error ("strdup: %m");
+    vdi_error ("%s: strdup: %m", filename);
     goto err;
   }
 
   img->fd = open (filename, O_RDONLY | O_CLOEXEC);
   if (img->fd == -1) {
     vdi_error ("%s: open: %m", filename);
+    goto err;
+  }
+  if (fstat (img->fd, &st) == -1) {
+    vdi_error ("%s: fstat: %m", filename);
+    goto err;
+  }
+  if (!S_ISREG (st.st_mode) && !S_ISBLK (st.st_mode)) {
+    vdi_error ("%s: not a regular file or block device", filename);
     goto err;
   }
   size = lseek (img->fd, 0, SEEK_END);
@@ -216,4 +220,10 @@ uint32_t
 vdi_image_map_entry (const struct vdi_image *img, uint32_t i)
 {
   return img->map[i];
+}
+
+bool
+vdi_image_has_map (const struct vdi_image *img)
+{
+  return img->map != NULL;
 }

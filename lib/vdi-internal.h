@@ -17,6 +17,12 @@ extern void vdi_warning (const char *fs, ...)
 extern void vdi_debug (const char *fs, ...)
   __attribute__ ((__format__ (__printf__, 1, 2)));
 
+/* Demote errors of this thread to debug messages while on, for
+ * probing files that may well not be VDI images.  Returns the
+ * previous setting.
+ */
+extern bool vdi_quiet (bool on);
+
 /* pread/pwrite the whole range, or fail with errno set (EIO for a
  * short read past the end of the file).
  */

@@ -28,10 +28,22 @@ default_log (enum vdi_log_level level, const char *msg)
 
 static vdi_log_function log_function = default_log;
 
+/* While set, errors are demoted to debug messages (see vdi_quiet). */
+static __thread bool quiet;
+
 void
 vdi_set_log_function (vdi_log_function fn)
 {
   log_function = fn ? fn : default_log;
+}
+
+bool
+vdi_quiet (bool on)
+{
+  bool was = quiet;
+
+  quiet = on;
+  return was;
 }
 
 /* Format and pass on one message.  errno is preserved so that callers
@@ -44,6 +56,8 @@ vlog (enum vdi_log_level level, const char *fs, va_list args)
   char msg[1024];
 
   vsnprintf (msg, sizeof msg, fs, args);
+  if (quiet && level == VDI_LOG_ERROR)
+    level = VDI_LOG_DEBUG;
   log_function (level, msg);
   errno = saved_errno;
 }

@@ -140,9 +140,15 @@ extern const struct vdi_header *vdi_image_header (const struct vdi_image *img)
   __attribute__ ((__nonnull__ (1)));
 extern int vdi_image_fd (const struct vdi_image *img)
   __attribute__ ((__nonnull__ (1)));
+/* False if opened with VDI_OPEN_HEADER_ONLY. */
+extern bool vdi_image_has_map (const struct vdi_image *img)
+  __attribute__ ((__nonnull__ (1)));
 /* The block map entry of block i (i < cBlocks); the map must be loaded. */
 extern uint32_t vdi_image_map_entry (const struct vdi_image *img, uint32_t i)
   __attribute__ ((__nonnull__ (1)));
+
+/* VirtualBox's limit on the depth of a media registry tree. */
+#define VDI_MAX_CHAIN_DEPTH 300
 
 /* A chain of images as the guest sees it: images[0] is the top
  * image, images[n-1] the base.
@@ -155,6 +161,23 @@ struct vdi_chain;
 extern struct vdi_chain *vdi_chain_new (struct vdi_image **images, size_t n)
   __attribute__ ((__nonnull__ (1)));
 extern void vdi_chain_free (struct vdi_chain *chain);
+
+/* Where vdi_chain_open looks for parents. */
+struct vbox_registry;
+struct vdi_parent_search {
+  /* If set, parents are looked up in the registry only. */
+  const struct vbox_registry *registry;
+  /* Otherwise the folders of the images and these folders are read. */
+  const char *const *dirs;
+  size_t nr_dirs;
+};
+
+/* Open filename and, if it is a differencing image, its parents, and
+ * resolve the whole chain.
+ */
+extern struct vdi_chain *vdi_chain_open (const char *filename,
+                                         const struct vdi_parent_search *search)
+  __attribute__ ((__nonnull__ (1, 2)));
 
 extern uint64_t vdi_chain_size (const struct vdi_chain *chain)
   __attribute__ ((__nonnull__ (1)));
