@@ -12,13 +12,21 @@
  * block sizes are powers of two, so every block is a whole number of
  * units).  Each entry says where the unit's data starts:
  *
- *   0                       zeros (ZERO, or FREE all the way down)
+ *   0                       zeros (a ZERO entry stopped the walk)
+ *   1                       FREE all the way down: what lies below the
+ *                           chain (zeros, or the plugin under the
+ *                           vdidiff filter)
  *   image << 54 | offset    the unit is at this file offset of
  *                           chain->images[image]
  *
- * Offset 0 is the pre-header, never data, so 0 is free to mean zero.
- * A read then costs one table lookup per unit and one pread per run
- * of units that are contiguous in one file, whatever the depth.
+ * Offsets 0 and 1 are in the pre-header, never data, so they are free
+ * to mean something else.  A read then costs one table lookup per
+ * unit and one pread per run of units that are contiguous in one
+ * file, whatever the depth.
+ *
+ * Writes (vdi-write.c) change only the top image and then the table
+ * entries of the block they changed, with atomic stores, so reads
+ * need no lock.
  */
 
 #include <config.h>
@@ -36,22 +44,8 @@
 
 #include "vdi-internal.h"
 
-#define ENTRY_IMAGE_SHIFT 54
-#define ENTRY_OFFSET_MASK ((UINT64_C (1) << ENTRY_IMAGE_SHIFT) - 1)
-#define ENTRY_ZERO        UINT64_C (0)
 /* Used only while resolving: no layer so far has had the unit. */
 #define ENTRY_UNRESOLVED  UINT64_MAX
-
-struct vdi_chain {
-  struct vdi_image **images;    /* [0] is the top */
-  int *fds;                     /* fds[i] of images[i], for the read path */
-  uint64_t *sizes;              /* virtual size of images[i] */
-  size_t depth;
-  uint64_t size;                /* virtual size of the top image */
-  unsigned unit_bits;           /* log2 of the table's unit */
-  uint64_t units;
-  uint64_t *table;
-};
 
 /* Fill the still unresolved entries from one layer. */
 static void
@@ -92,7 +86,7 @@ resolve_layer (struct vdi_chain *chain, size_t layer)
  * check it and VDMerge leaves it stale.
  */
 static int
-check_links (struct vdi_image **images, size_t n)
+check_links (struct vdi_image **images, size_t n, bool over_below)
 {
   char a[VDI_UUID_STRLEN], b[VDI_UUID_STRLEN];
   size_t i, j;
@@ -121,7 +115,7 @@ check_links (struct vdi_image **images, size_t n)
     }
 
     if (i == n - 1) {
-      if (h->type == VDI_TYPE_DIFF) {
+      if (h->type == VDI_TYPE_DIFF && !over_below) {
         vdi_error ("%s: differencing image without its parent %s",
                    name, vdi_uuid_format (&h->uuid_linkage, a));
         return -1;
@@ -164,8 +158,8 @@ check_links (struct vdi_image **images, size_t n)
   return 0;
 }
 
-struct vdi_chain *
-vdi_chain_new (struct vdi_image **images, size_t n)
+static struct vdi_chain *
+chain_build (struct vdi_image **images, size_t n, bool over_below)
 {
   struct vdi_chain *chain;
   uint32_t unit = UINT32_MAX;
@@ -180,6 +174,7 @@ vdi_chain_new (struct vdi_image **images, size_t n)
     return NULL;
   }
   chain->depth = n;
+  pthread_mutex_init (&chain->lock, NULL);
   chain->images = calloc (n, sizeof *chain->images);
   chain->fds = calloc (n, sizeof *chain->fds);
   chain->sizes = calloc (n, sizeof *chain->sizes);
@@ -201,7 +196,7 @@ vdi_chain_new (struct vdi_image **images, size_t n)
     vdi_error ("a chain needs at least one image");
     goto err;
   }
-  if (check_links (images, n) == -1)
+  if (check_links (images, n, over_below) == -1)
     goto err;
 
   for (i = 0; i < n; ++i) {
@@ -228,13 +223,25 @@ vdi_chain_new (struct vdi_image **images, size_t n)
     resolve_layer (chain, i);
   for (u = 0; u < chain->units; ++u)
     if (chain->table[u] == ENTRY_UNRESOLVED)
-      chain->table[u] = ENTRY_ZERO;
+      chain->table[u] = ENTRY_BELOW;
 
   return chain;
 
  err:
   vdi_chain_free (chain);
   return NULL;
+}
+
+struct vdi_chain *
+vdi_chain_new (struct vdi_image **images, size_t n)
+{
+  return chain_build (images, n, false);
+}
+
+struct vdi_chain *
+vdi_layer_new (struct vdi_image *img)
+{
+  return chain_build (&img, 1, true);
 }
 
 void
@@ -251,6 +258,7 @@ vdi_chain_free (struct vdi_chain *chain)
   free (chain->fds);
   free (chain->sizes);
   free (chain->table);
+  pthread_mutex_destroy (&chain->lock);
   free (chain);
 }
 
@@ -278,51 +286,57 @@ vdi_chain_granularity (const struct vdi_chain *chain)
   return UINT32_C (1) << chain->unit_bits;
 }
 
-/* True if unit u continues the run whose previous unit had entry
- * prev: both zero, or the next bytes of the same file.
+/* True if the unit whose entry is next continues the run whose
+ * previous unit had entry prev: both zero, both below, or the next
+ * bytes of the same file.
  */
 static inline bool
 continues_run (const struct vdi_chain *chain, uint64_t prev, uint64_t next)
 {
-  if (prev == ENTRY_ZERO)
-    return next == ENTRY_ZERO;
+  if (prev == ENTRY_ZERO || prev == ENTRY_BELOW)
+    return next == prev;
   return next == prev + (UINT64_C (1) << chain->unit_bits);
 }
 
 int
 vdi_chain_pread (const struct vdi_chain *chain, void *buf,
-                 uint32_t count, uint64_t offset)
+                 uint32_t count, uint64_t offset,
+                 const struct vdi_below *below)
 {
-  const uint64_t unit_mask = (UINT64_C (1) << chain->unit_bits) - 1;
+  const uint64_t unit_size = UINT64_C (1) << chain->unit_bits;
   char *p = buf;
 
   while (count > 0) {
     uint64_t u = offset >> chain->unit_bits;
-    uint64_t first = chain->table[u], last = first;
-    uint64_t run = MIN ((uint64_t) count, (unit_mask + 1) - (offset & unit_mask));
+    uint64_t first = chain_entry (chain, u), last = first, next;
+    uint64_t run = MIN ((uint64_t) count, unit_size - (offset & (unit_size - 1)));
 
     /* Extend the run over the following units while they continue it. */
-    while (run < count && continues_run (chain, last, chain->table[u + 1])) {
-      last = chain->table[++u];
-      run = MIN ((uint64_t) count, run + unit_mask + 1);
+    while (run < count &&
+           continues_run (chain, last, next = chain_entry (chain, u + 1))) {
+      last = next;
+      u++;
+      run = MIN ((uint64_t) count, run + unit_size);
     }
 
-    if (first == ENTRY_ZERO)
+    if (first == ENTRY_ZERO || (first == ENTRY_BELOW && below == NULL))
       memset (p, 0, run);
+    else if (first == ENTRY_BELOW) {
+      if (below->pread (below->opaque, p, run, offset) == -1)
+        return -1;
+    }
     else {
-      int fd = chain->fds[first >> ENTRY_IMAGE_SHIFT];
-      uint64_t where = (first & ENTRY_OFFSET_MASK) + (offset & unit_mask);
+      size_t i = first >> ENTRY_IMAGE_SHIFT;
+      uint64_t where = (first & ENTRY_OFFSET_MASK) + (offset & (unit_size - 1));
 
-      if (vdi_full_pread (fd, p, run, where) == -1) {
+      if (vdi_full_pread (chain->fds[i], p, run, where) == -1) {
         vdi_error ("%s: pread at %" PRIu64 ": %m",
-                   vdi_image_filename
-                   (chain->images[first >> ENTRY_IMAGE_SHIFT]), where);
+                   vdi_image_filename (chain->images[i]), where);
         return -1;
       }
       /* A parent may end inside a unit: past its end it reads zeros. */
-      if (offset + run > chain->sizes[first >> ENTRY_IMAGE_SHIFT]) {
-        uint64_t end = chain->sizes[first >> ENTRY_IMAGE_SHIFT];
-        uint64_t keep = offset < end ? end - offset : 0;
+      if (offset + run > chain->sizes[i]) {
+        uint64_t keep = offset < chain->sizes[i] ? chain->sizes[i] - offset : 0;
 
         memset (p + keep, 0, run - keep);
       }
@@ -332,6 +346,16 @@ vdi_chain_pread (const struct vdi_chain *chain, void *buf,
     offset += run;
   }
   return 0;
+}
+
+static enum vdi_extent_type
+extent_type (uint64_t entry)
+{
+  switch (entry) {
+  case ENTRY_ZERO:  return VDI_EXTENT_ZERO;
+  case ENTRY_BELOW: return VDI_EXTENT_BELOW;
+  default:          return VDI_EXTENT_DATA;
+  }
 }
 
 int
@@ -344,19 +368,64 @@ vdi_chain_extents (const struct vdi_chain *chain,
 
   while (offset < end) {
     uint64_t u = offset >> chain->unit_bits;
-    bool is_zero = chain->table[u] == ENTRY_ZERO;
+    enum vdi_extent_type type = extent_type (chain_entry (chain, u));
     uint64_t run_end = ROUND_DOWN (offset, unit_size) + unit_size;
 
     while (run_end < end &&
-           (chain->table[run_end >> chain->unit_bits] == ENTRY_ZERO) == is_zero)
+           extent_type (chain_entry (chain, run_end >> chain->unit_bits))
+           == type)
       run_end += unit_size;
     run_end = MIN (run_end, end);
 
-    if (fn (opaque, offset, run_end - offset, is_zero) == -1)
+    if (fn (opaque, offset, run_end - offset, type) == -1)
       return -1;
     if (only_first)
       break;
     offset = run_end;
   }
+  return 0;
+}
+
+char *
+vdi_chain_description (const struct vdi_chain *chain)
+{
+  const struct vdi_header *h = vdi_image_header (chain->images[0]);
+  char create[VDI_UUID_STRLEN], modify[VDI_UUID_STRLEN];
+  char *s;
+
+  if (asprintf (&s, "VirtualBox %s image {%s}, modification {%s}, "
+                "chain depth %zu", vdi_type_name (h->type),
+                vdi_uuid_format (&h->uuid_create, create),
+                vdi_uuid_format (&h->uuid_modify, modify),
+                chain->depth) == -1) {
+    vdi_error ("asprintf: %m");
+    return NULL;
+  }
+  return s;
+}
+
+/* Parse the braced UUID that follows the first occurrence of key. */
+static int
+parse_uuid_after (const char *s, const char *key, struct vdi_uuid *uuid)
+{
+  char text[VDI_UUID_STRLEN + 2];
+
+  s = strstr (s, key);
+  if (s == NULL || strlen (s += strlen (key)) < sizeof text - 1)
+    return -1;
+  memcpy (text, s, sizeof text - 1);
+  text[sizeof text - 1] = '\0';
+  return vdi_uuid_parse (text, uuid);
+}
+
+int
+vdi_description_parse (const char *description,
+                       struct vdi_uuid *create, struct vdi_uuid *modify)
+{
+  if (strncmp (description, "VirtualBox ", 11) != 0)
+    return -1;
+  if (parse_uuid_after (description, " image ", create) == -1 ||
+      parse_uuid_after (description, ", modification ", modify) == -1)
+    return -1;
   return 0;
 }

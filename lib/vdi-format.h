@@ -37,6 +37,9 @@
 /* How many bytes at the start of a file hold every header variant. */
 #define VDI_HEADER_READ_SIZE      512
 
+/* The text VirtualBox writes at the start of the images it creates. */
+#define VDI_FILE_INFO "<<< Oracle VirtualBox Disk Image >>>\n"
+
 /* Image types. */
 #define VDI_TYPE_NORMAL  1      /* dynamic */
 #define VDI_TYPE_FIXED   2      /* preallocated */

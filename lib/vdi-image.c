@@ -3,7 +3,10 @@
  * SPDX-License-Identifier: BSD-3-Clause
  */
 
-/* One open VDI file: its header and its block map in host order. */
+/* One open VDI file: its header and its block map in host order, and
+ * the primitives the write engine (vdi-write.c) builds on: locking,
+ * writing the header and single map entries, creating images.
+ */
 
 #include <config.h>
 
@@ -16,8 +19,10 @@
 #include <unistd.h>
 #include <endian.h>
 #include <sys/stat.h>
+#include <sys/random.h>
 
 #include "cleanup.h"
+#include "minmax.h"
 #include "rounding.h"
 
 #include "vdi-internal.h"
@@ -28,6 +33,7 @@
 struct vdi_image {
   char *filename;
   int fd;
+  bool writable;
   uint64_t file_size;
   struct vdi_header header;
   uint32_t *map;                /* cBlocks entries, host order, or NULL */
@@ -121,6 +127,78 @@ load_map (struct vdi_image *img)
   return 0;
 }
 
+/* Take (or, with F_UNLCK, drop) an advisory lock on the whole file:
+ * F_RDLCK for readers, F_WRLCK for the writer.  OFD locks belong to
+ * the open file, so two opens in one process conflict as two
+ * processes do.
+ */
+static int
+set_lock (const struct vdi_image *img, int fd, short type)
+{
+  struct flock fl = { .l_type = type, .l_whence = SEEK_SET };
+
+  if (fcntl (fd, F_OFD_SETLK, &fl) == -1) {
+    if (errno == EAGAIN || errno == EACCES)
+      vdi_error ("%s: image is in use: another process %s it",
+                 img->filename,
+                 type == F_WRLCK ? "has opened" : "is writing to");
+    else
+      vdi_error ("%s: lock: %m", img->filename);
+    return -1;
+  }
+  return 0;
+}
+
+/* Version 0 images are only read. */
+static int
+check_writable (const struct vdi_image *img)
+{
+  if (img->header.version == VDI_VERSION_0) {
+    vdi_error ("%s: writing to version 0 images is not supported",
+               img->filename);
+    return -1;
+  }
+  return 0;
+}
+
+int
+vdi_image_make_writable (struct vdi_image *img)
+{
+  int fd;
+
+  if (img->writable)
+    return 0;
+  if (img->header.version == VDI_VERSION_0)
+    return check_writable (img);
+
+  fd = open (img->filename, O_RDWR | O_CLOEXEC);
+  if (fd == -1) {
+    vdi_error ("%s: open: %m", img->filename);
+    return -1;
+  }
+  /* Trade the shared lock for the exclusive one.  The fd number
+   * stays the same (dup2 swaps the file behind it atomically), so
+   * reads in flight are not disturbed.
+   */
+  if (set_lock (img, img->fd, F_UNLCK) == -1)
+    goto err;
+  if (set_lock (img, fd, F_WRLCK) == -1) {
+    set_lock (img, img->fd, F_RDLCK);
+    goto err;
+  }
+  if (dup2 (fd, img->fd) == -1) {
+    vdi_error ("%s: dup2: %m", img->filename);
+    goto err;
+  }
+  close (fd);
+  img->writable = true;
+  return check_writable (img);
+
+ err:
+  close (fd);
+  return -1;
+}
+
 struct vdi_image *
 vdi_image_open (const char *filename, unsigned flags)
 {
@@ -136,17 +214,21 @@ vdi_image_open (const char *filename, unsigned flags)
     return NULL;
   }
   img->fd = -1;
+  img->writable = flags & VDI_OPEN_WRITE;
   img->filename = strdup (filename);
   if (img->filename == NULL) {
     vdi_error ("%s: strdup: %m", filename);
     goto err;
   }
 
-  img->fd = open (filename, O_RDONLY | O_CLOEXEC);
+  img->fd = open (filename, (img->writable ? O_RDWR : O_RDONLY) | O_CLOEXEC);
   if (img->fd == -1) {
     vdi_error ("%s: open: %m", filename);
     goto err;
   }
+  if (!(flags & VDI_OPEN_HEADER_ONLY) &&
+      set_lock (img, img->fd, img->writable ? F_WRLCK : F_RDLCK) == -1)
+    goto err;
   if (fstat (img->fd, &st) == -1) {
     vdi_error ("%s: fstat: %m", filename);
     goto err;
@@ -177,6 +259,8 @@ vdi_image_open (const char *filename, unsigned flags)
     goto err;
 
   if (!(flags & VDI_OPEN_HEADER_ONLY) && load_map (img) == -1)
+    goto err;
+  if (img->writable && check_writable (img) == -1)
     goto err;
 
   return img;
@@ -216,10 +300,247 @@ vdi_image_fd (const struct vdi_image *img)
   return img->fd;
 }
 
+/* Atomic: the write engine changes entries while others read them. */
 uint32_t
 vdi_image_map_entry (const struct vdi_image *img, uint32_t i)
 {
-  return img->map[i];
+  return __atomic_load_n (&img->map[i], __ATOMIC_ACQUIRE);
+}
+
+bool
+vdi_image_is_writable (const struct vdi_image *img)
+{
+  return img->writable;
+}
+
+struct vdi_header *
+vdi_image_header_for_update (struct vdi_image *img)
+{
+  return &img->header;
+}
+
+uint32_t *
+vdi_image_map (struct vdi_image *img)
+{
+  return img->map;
+}
+
+int
+vdi_full_pwrite (int fd, const void *buf, size_t count, uint64_t offset)
+{
+  const char *p = buf;
+
+  while (count > 0) {
+    ssize_t r = pwrite (fd, p, count, offset);
+
+    if (r == -1) {
+      if (errno == EINTR)
+        continue;
+      return -1;
+    }
+    p += r;
+    count -= r;
+    offset += r;
+  }
+  return 0;
+}
+
+int
+vdi_image_write_header (struct vdi_image *img)
+{
+  uint8_t buf[VDI_HEADER_READ_SIZE];
+  size_t len = sizeof (struct vdi_disk_preheader) +
+    MIN (img->header.header_size, (uint32_t) VDI_HEADER_1_1_PLUS_SIZE);
+
+  vdi_header_encode (&img->header, buf);
+  if (vdi_full_pwrite (img->fd, buf, len, 0) == -1) {
+    vdi_error ("%s: writing the header: %m", img->filename);
+    return -1;
+  }
+  return 0;
+}
+
+int
+vdi_image_write_map_entry (struct vdi_image *img, uint32_t block)
+{
+  uint32_t entry = htole32 (img->map[block]);
+  uint64_t offset = img->header.blocks_offset + 4 * (uint64_t) block;
+
+  if (vdi_full_pwrite (img->fd, &entry, sizeof entry, offset) == -1) {
+    vdi_error ("%s: writing block map entry %" PRIu32 ": %m",
+               img->filename, block);
+    return -1;
+  }
+  return 0;
+}
+
+int
+vdi_image_sync (struct vdi_image *img)
+{
+#ifdef HAVE_FDATASYNC
+  if (fdatasync (img->fd) == -1) {
+#else
+  if (fsync (img->fd) == -1) {
+#endif
+    vdi_error ("%s: fdatasync: %m", img->filename);
+    return -1;
+  }
+  return 0;
+}
+
+int
+vdi_uuid_generate (struct vdi_uuid *uuid)
+{
+  if (getrandom (uuid->bytes, sizeof uuid->bytes, 0) !=
+      (ssize_t) sizeof uuid->bytes) {
+    vdi_error ("getrandom: %m");
+    return -1;
+  }
+  /* RFC 4122 version 4, variant 1, as RTUuidCreate makes them. */
+  uuid->bytes[6] = (uuid->bytes[6] & 0x0f) | 0x40;
+  uuid->bytes[8] = (uuid->bytes[8] & 0x3f) | 0x80;
+  return 0;
+}
+
+/* Write an empty map (every entry FREE) and set the file's size to
+ * the start of the data area.
+ */
+static int
+write_empty_map (int fd, const char *filename, const struct vdi_header *h)
+{
+  CLEANUP_FREE uint32_t *map = malloc (4 * (size_t) h->blocks);
+
+  if (map == NULL) {
+    vdi_error ("%s: malloc: %m", filename);
+    return -1;
+  }
+  memset (map, 0xff, 4 * (size_t) h->blocks); /* VDI_BLOCK_FREE */
+  if (vdi_full_pwrite (fd, map, 4 * (size_t) h->blocks,
+                       h->blocks_offset) == -1) {
+    vdi_error ("%s: writing the block map: %m", filename);
+    return -1;
+  }
+  if (ftruncate (fd, h->data_offset) == -1) {
+    vdi_error ("%s: ftruncate: %m", filename);
+    return -1;
+  }
+  return 0;
+}
+
+void
+vdi_header_init_dynamic (struct vdi_header *h, uint32_t type,
+                         uint64_t disk_size, uint32_t block_size)
+{
+  uint64_t blocks_end;
+
+  memset (h, 0, sizeof *h);
+  strcpy (h->file_info, VDI_FILE_INFO);
+  h->version = VDI_VERSION_1_1;
+  h->header_size = VDI_HEADER_1_1_PLUS_SIZE;
+  h->type = type;
+  h->legacy_geometry.sector_size = VDI_SECTOR_SIZE;
+  h->lchs_geometry.sector_size = VDI_SECTOR_SIZE;
+  h->disk_size = disk_size;
+  h->block_size = block_size;
+  h->blocks = DIV_ROUND_UP (disk_size, (uint64_t) block_size);
+  h->blocks_offset = VDI_DATA_ALIGN;
+  blocks_end = h->blocks_offset + 4 * (uint64_t) h->blocks;
+  h->data_offset = ROUND_UP (blocks_end, (uint64_t) VDI_DATA_ALIGN);
+}
+
+int
+vdi_image_create (const char *filename, const struct vdi_header *h)
+{
+  CLEANUP_FREE char *tmp = NULL;
+  uint8_t buf[VDI_HEADER_READ_SIZE];
+  int fd;
+
+  if (vdi_header_validate (filename, h, UINT64_MAX) == -1)
+    return -1;
+
+  /* Build the image beside its final name and rename it into place,
+   * so that a crash never leaves a half-written image under the name.
+   */
+  if (asprintf (&tmp, "%s.tmpXXXXXX", filename) == -1) {
+    vdi_error ("asprintf: %m");
+    return -1;
+  }
+  fd = mkostemp (tmp, O_CLOEXEC);
+  if (fd == -1) {
+    vdi_error ("%s: mkostemp: %m", tmp);
+    return -1;
+  }
+  vdi_header_encode (h, buf);
+  if (vdi_full_pwrite (fd, buf, sizeof buf, 0) == -1) {
+    vdi_error ("%s: writing the header: %m", tmp);
+    goto err;
+  }
+  if (write_empty_map (fd, tmp, h) == -1)
+    goto err;
+  if (fsync (fd) == -1) {
+    vdi_error ("%s: fsync: %m", tmp);
+    goto err;
+  }
+  if (close (fd) == -1) {
+    fd = -1;
+    vdi_error ("%s: close: %m", tmp);
+    goto err;
+  }
+  fd = -1;
+  if (rename (tmp, filename) == -1) {
+    vdi_error ("%s: rename: %m", filename);
+    goto err;
+  }
+  return 0;
+
+ err:
+  if (fd >= 0)
+    close (fd);
+  unlink (tmp);
+  return -1;
+}
+
+int
+vdi_image_reset (struct vdi_image *img)
+{
+  struct vdi_header *h = &img->header;
+
+  if (vdi_uuid_generate (&h->uuid_modify) == -1)
+    return -1;
+  h->blocks_allocated = 0;
+  memset (img->map, 0xff, 4 * (size_t) h->blocks); /* VDI_BLOCK_FREE */
+  if (write_empty_map (img->fd, img->filename, h) == -1 ||
+      vdi_image_write_header (img) == -1 ||
+      vdi_image_sync (img) == -1)
+    return -1;
+  img->file_size = h->data_offset;
+  return 0;
+}
+
+int
+vdi_image_check (const struct vdi_image *img)
+{
+  const struct vdi_header *h = &img->header;
+  const uint64_t slot_size = (uint64_t) h->block_extra + h->block_size;
+  uint32_t i, used = 0;
+  int r = 0;
+
+  /* vdi_image_open has checked every entry on its own. */
+  for (i = 0; i < h->blocks; ++i)
+    if (VDI_BLOCK_IS_ALLOCATED (img->map[i]))
+      used++;
+  if (h->type == VDI_TYPE_FIXED && used != h->blocks) {
+    vdi_error ("%s: fixed image with %" PRIu32 " of %" PRIu32
+               " blocks allocated", img->filename, used, h->blocks);
+    r = -1;
+  }
+  if (h->data_offset + h->blocks_allocated * slot_size > img->file_size) {
+    vdi_error ("%s: the file (%" PRIu64 " bytes) is shorter than its %"
+               PRIu32 " allocated blocks", img->filename, img->file_size,
+               h->blocks_allocated);
+    r = -1;
+  }
+  return r;
 }
 
 bool

@@ -8,7 +8,39 @@
 #ifndef VDI_INTERNAL_H
 #define VDI_INTERNAL_H
 
+#include <pthread.h>
+
 #include "vdi.h"
+
+/* The chain's lookup table (see vdi-chain.c). */
+#define ENTRY_IMAGE_SHIFT 54
+#define ENTRY_OFFSET_MASK ((UINT64_C (1) << ENTRY_IMAGE_SHIFT) - 1)
+#define ENTRY_ZERO        UINT64_C (0)
+#define ENTRY_BELOW       UINT64_C (1)
+
+struct vdi_chain {
+  struct vdi_image **images;    /* [0] is the top */
+  int *fds;                     /* fds[i] of images[i], for the read path */
+  uint64_t *sizes;              /* virtual size of images[i] */
+  size_t depth;
+  uint64_t size;                /* virtual size of the top image */
+  unsigned unit_bits;           /* log2 of the table's unit */
+  uint64_t units;
+  uint64_t *table;              /* read and written atomically */
+
+  /* Serialises block allocation, map and header updates of the top
+   * image; writes into allocated blocks do not take it.
+   */
+  pthread_mutex_t lock;
+  bool modified;                /* the modify UUID was renewed since open */
+  bool dirty;                   /* written since the last flush */
+};
+
+static inline uint64_t
+chain_entry (const struct vdi_chain *chain, uint64_t unit)
+{
+  return __atomic_load_n (&chain->table[unit], __ATOMIC_ACQUIRE);
+}
 
 extern void vdi_error (const char *fs, ...)
   __attribute__ ((__format__ (__printf__, 1, 2)));
@@ -27,5 +59,16 @@ extern bool vdi_quiet (bool on);
  * short read past the end of the file).
  */
 extern int vdi_full_pread (int fd, void *buf, size_t count, uint64_t offset);
+extern int vdi_full_pwrite (int fd, const void *buf, size_t count,
+                            uint64_t offset);
+
+/* For the write engine: the image's own header and map, which it
+ * changes, and the writes that persist them.
+ */
+extern struct vdi_header *vdi_image_header_for_update (struct vdi_image *img);
+extern uint32_t *vdi_image_map (struct vdi_image *img);
+extern int vdi_image_write_header (struct vdi_image *img);
+extern int vdi_image_write_map_entry (struct vdi_image *img, uint32_t block);
+extern int vdi_image_sync (struct vdi_image *img);
 
 #endif /* VDI_INTERNAL_H */

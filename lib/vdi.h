@@ -123,11 +123,14 @@ extern const char *vdi_type_name (uint32_t type);
 /* One open VDI file. */
 struct vdi_image;
 
-#define VDI_OPEN_HEADER_ONLY  1 /* do not load the block map */
+#define VDI_OPEN_HEADER_ONLY  1 /* do not load the block map, no lock */
+#define VDI_OPEN_WRITE        2 /* read-write, with an exclusive lock */
 
 /* Open, read and validate the header and (unless
- * VDI_OPEN_HEADER_ONLY) load and validate the block map.  Images are
- * opened read-only.
+ * VDI_OPEN_HEADER_ONLY) load and validate the block map.  The file is
+ * locked (an OFD lock on the whole file): shared when read-only,
+ * exclusive with VDI_OPEN_WRITE, so a second writer fails with "image
+ * is in use".
  */
 extern struct vdi_image *vdi_image_open (const char *filename,
                                          unsigned flags)
@@ -140,6 +143,14 @@ extern const struct vdi_header *vdi_image_header (const struct vdi_image *img)
   __attribute__ ((__nonnull__ (1)));
 extern int vdi_image_fd (const struct vdi_image *img)
   __attribute__ ((__nonnull__ (1)));
+extern bool vdi_image_is_writable (const struct vdi_image *img)
+  __attribute__ ((__nonnull__ (1)));
+/* Reopen an image opened read-only for writing, trading its shared
+ * lock for the exclusive one ("image is in use" if another process
+ * has the image open).
+ */
+extern int vdi_image_make_writable (struct vdi_image *img)
+  __attribute__ ((__nonnull__ (1)));
 /* False if opened with VDI_OPEN_HEADER_ONLY. */
 extern bool vdi_image_has_map (const struct vdi_image *img)
   __attribute__ ((__nonnull__ (1)));
@@ -149,6 +160,31 @@ extern uint32_t vdi_image_map_entry (const struct vdi_image *img, uint32_t i)
 
 /* VirtualBox's limit on the depth of a media registry tree. */
 #define VDI_MAX_CHAIN_DEPTH 300
+
+/* A header for a new image in VirtualBox's layout: version 1.1 with
+ * the 400-byte header, map and data aligned to 1 MiB.  The caller
+ * sets the UUIDs.
+ */
+extern void vdi_header_init_dynamic (struct vdi_header *h, uint32_t type,
+                                     uint64_t disk_size, uint32_t block_size)
+  __attribute__ ((__nonnull__ (1)));
+
+/* Create an empty image with this header (every block FREE).  The
+ * file appears under its name only once complete.  Fails if the
+ * header does not validate.
+ */
+extern int vdi_image_create (const char *filename, const struct vdi_header *h)
+  __attribute__ ((__nonnull__ (1, 2)));
+
+/* Empty a writable image: every block FREE, no data, a new modify
+ * UUID, the create and linkage UUIDs kept; synced to disk.
+ */
+extern int vdi_image_reset (struct vdi_image *img)
+  __attribute__ ((__nonnull__ (1)));
+
+/* A random (version 4) UUID. */
+extern int vdi_uuid_generate (struct vdi_uuid *uuid)
+  __attribute__ ((__nonnull__ (1)));
 
 /* A chain of images as the guest sees it: images[0] is the top
  * image, images[n-1] the base.
@@ -162,6 +198,27 @@ extern struct vdi_chain *vdi_chain_new (struct vdi_image **images, size_t n)
   __attribute__ ((__nonnull__ (1)));
 extern void vdi_chain_free (struct vdi_chain *chain);
 
+/* A differencing layer over something that is not a VDI chain, such
+ * as the plugin below the vdidiff filter: a chain whose only image
+ * may be a differencing image, and whose FREE blocks read from the
+ * struct vdi_below passed to each call.  Takes ownership of img.
+ */
+extern struct vdi_chain *vdi_layer_new (struct vdi_image *img)
+  __attribute__ ((__nonnull__ (1)));
+
+/* A description of the chain for people, which also carries the top
+ * image's UUIDs: "VirtualBox <type> image {<create>}, modification
+ * {<modify>}, chain depth <N>".  The vdidiff filter reads it back
+ * (vdi_description_parse) from the vdi plugin below it to link its
+ * differencing image to the right parent.  Free the string.
+ */
+extern char *vdi_chain_description (const struct vdi_chain *chain)
+  __attribute__ ((__nonnull__ (1)));
+extern int vdi_description_parse (const char *description,
+                                  struct vdi_uuid *create,
+                                  struct vdi_uuid *modify)
+  __attribute__ ((__nonnull__ (1, 2, 3)));
+
 /* Where vdi_chain_open looks for parents. */
 struct vbox_registry;
 struct vdi_parent_search {
@@ -172,12 +229,14 @@ struct vdi_parent_search {
   size_t nr_dirs;
 };
 
-/* Open filename and, if it is a differencing image, its parents, and
- * resolve the whole chain.
+/* Open filename (with top_flags, e.g. VDI_OPEN_WRITE) and, if it is a
+ * differencing image, its parents (read-only), and resolve the whole
+ * chain.
  */
 extern struct vdi_chain *vdi_chain_open (const char *filename,
+                                         unsigned top_flags,
                                          const struct vdi_parent_search *search)
-  __attribute__ ((__nonnull__ (1, 2)));
+  __attribute__ ((__nonnull__ (1, 3)));
 
 extern uint64_t vdi_chain_size (const struct vdi_chain *chain)
   __attribute__ ((__nonnull__ (1)));
@@ -192,22 +251,71 @@ extern struct vdi_image *vdi_chain_image (const struct vdi_chain *chain,
 extern uint32_t vdi_chain_granularity (const struct vdi_chain *chain)
   __attribute__ ((__nonnull__ (1)));
 
+/* What lies below the chain: where a block that is FREE in every
+ * image reads from.  NULL (or a NULL pread) means zeros, as under a
+ * base image; the vdidiff filter passes the plugin below it.
+ */
+struct vdi_below {
+  int (*pread) (void *opaque, void *buf, uint32_t count, uint64_t offset);
+  void *opaque;
+};
+
 /* Read count bytes at offset; offset + count must be within the size. */
 extern int vdi_chain_pread (const struct vdi_chain *chain, void *buf,
-                            uint32_t count, uint64_t offset)
+                            uint32_t count, uint64_t offset,
+                            const struct vdi_below *below)
   __attribute__ ((__nonnull__ (1, 2)));
 
-/* Call fn for each run of data or zeros that covers
- * [offset, offset + count), merging neighbours of the same kind.
- * Stops early (after the first run) when only_first is true, or when
- * fn returns -1, which is then returned.
+/* Call fn for each run of data, zeros, or blocks FREE all the way
+ * down ("below", zeros for a chain that has nothing below it) that
+ * covers [offset, offset + count), merging neighbours of the same
+ * type.  Stops early (after the first run) when only_first is true,
+ * or when fn returns -1, which is then returned.
  */
+enum vdi_extent_type { VDI_EXTENT_DATA, VDI_EXTENT_ZERO, VDI_EXTENT_BELOW };
 typedef int (*vdi_extent_function) (void *opaque, uint64_t offset,
-                                     uint64_t length, bool is_zero);
+                                     uint64_t length,
+                                     enum vdi_extent_type type);
 extern int vdi_chain_extents (const struct vdi_chain *chain,
                               uint64_t offset, uint64_t count,
                               bool only_first,
                               vdi_extent_function fn, void *opaque)
   __attribute__ ((__nonnull__ (1, 5)));
+
+/* Writing changes only the top image, which must have been opened
+ * with VDI_OPEN_WRITE.  A write that does not cover a whole
+ * unallocated block completes it with what the chain (and below)
+ * holds there and allocates it whole, as VirtualBox does.
+ */
+#define VDI_WRITE_FUA   1       /* sync the image before returning */
+#define VDI_ZERO_FAST   2       /* fail with ENOTSUP rather than write data */
+
+extern int vdi_chain_pwrite (struct vdi_chain *chain, const void *buf,
+                             uint32_t count, uint64_t offset, unsigned flags,
+                             const struct vdi_below *below)
+  __attribute__ ((__nonnull__ (1, 2)));
+/* Zero a range: whole unallocated blocks become ZERO entries (never
+ * FREE, which would show the parent's data again), allocated ranges
+ * are zeroed in place (punching holes where the file system can).
+ */
+extern int vdi_chain_zero (struct vdi_chain *chain, uint32_t count,
+                           uint64_t offset, unsigned flags,
+                           const struct vdi_below *below)
+  __attribute__ ((__nonnull__ (1)));
+/* Renew the modify UUID if there were writes, write the header and
+ * sync the top image.
+ */
+extern int vdi_chain_flush (struct vdi_chain *chain)
+  __attribute__ ((__nonnull__ (1)));
+
+/* Structural check of an image, as after a crash.  vdi_image_open
+ * already checks the header and each map entry (in range, inside the
+ * file, below the allocation counter, not shared); this adds what
+ * concerns the whole image: a fixed image has every block, and the
+ * file holds every allocated slot.  Returns 0 if clean, else -1 with
+ * one error per problem.
+ */
+extern int vdi_image_check (const struct vdi_image *img)
+  __attribute__ ((__nonnull__ (1)));
 
 #endif /* VDI_H */

@@ -13,24 +13,49 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <inttypes.h>
 #include <errno.h>
+#include <pthread.h>
 
 #define NBDKIT_API_VERSION 2
 #include <nbdkit-plugin.h>
 
+#include "cleanup.h"
+
+#include "vbox-registry.h"
 #include "vdi.h"
 
 /* -D vdi.header=1: print the header and a block map summary of every
- * image opened.
+ * image of the chain.
  */
 NBDKIT_DLL_PUBLIC int vdi_debug_header;
+/* -D vdi.chain=1: print the chain, top to base, with UUIDs and files. */
+NBDKIT_DLL_PUBLIC int vdi_debug_chain;
 
-static char *filename;          /* file=, made absolute */
+/* Configuration. */
+static char *filename;          /* file=, absolute */
+static char **registry_files;   /* registry=, absolute, repeatable */
+static size_t nr_registry_files;
+static char **parent_dirs;      /* parent-dir=, absolute, repeatable */
+static size_t nr_parent_dirs;
+static const char *uuid_param;  /* uuid= */
+static const char *snapshot_param; /* snapshot= */
+static unsigned disk_index;     /* disk= */
+static bool disk_index_set;
+static bool force_readonly;     /* readonly= */
 
 /* The disk being served, resolved in .get_ready. */
+static struct vbox_registry *registry;
 static struct vdi_chain *chain;
 static char *description;
+/* Whether clients may write: the top image is opened for writing by
+ * the first connection that is not read-only, so that a server run
+ * with -r, or under the vdidiff filter (which opens the plugin
+ * read-only), never locks others out of the image.
+ */
+static bool writable;
+static pthread_mutex_t writable_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static void
 log_to_nbdkit (enum vdi_log_level level, const char *msg)
@@ -40,7 +65,8 @@ log_to_nbdkit (enum vdi_log_level level, const char *msg)
     nbdkit_error ("%s", msg);
     break;
   case VDI_LOG_WARNING:
-    nbdkit_debug ("warning: %s", msg);
+    /* nbdkit has no warning call; debug would hide it. */
+    fprintf (stderr, "nbdkit: vdi: warning: %s\n", msg);
     break;
   case VDI_LOG_DEBUG:
     nbdkit_debug ("%s", msg);
@@ -55,11 +81,44 @@ vdi_load (void)
 }
 
 static void
+free_strings (char **strs, size_t n)
+{
+  size_t i;
+
+  for (i = 0; i < n; ++i)
+    free (strs[i]);
+  free (strs);
+}
+
+static void
 vdi_unload (void)
 {
   vdi_chain_free (chain);
+  vbox_registry_free (registry);
   free (description);
   free (filename);
+  free_strings (registry_files, nr_registry_files);
+  free_strings (parent_dirs, nr_parent_dirs);
+}
+
+/* Append the absolute form of path to a list of strings. */
+static int
+append_path (char ***list, size_t *n, const char *path)
+{
+  char **new_list;
+  char *abs = nbdkit_realpath (path);
+
+  if (abs == NULL)
+    return -1;
+  new_list = realloc (*list, (*n + 1) * sizeof *new_list);
+  if (new_list == NULL) {
+    nbdkit_error ("realloc: %m");
+    free (abs);
+    return -1;
+  }
+  new_list[(*n)++] = abs;
+  *list = new_list;
+  return 0;
 }
 
 static int
@@ -71,6 +130,37 @@ vdi_config (const char *key, const char *value)
     if (filename == NULL)
       return -1;
   }
+  else if (strcmp (key, "registry") == 0) {
+    if (append_path (&registry_files, &nr_registry_files, value) == -1)
+      return -1;
+  }
+  else if (strcmp (key, "parent-dir") == 0) {
+    if (append_path (&parent_dirs, &nr_parent_dirs, value) == -1)
+      return -1;
+  }
+  else if (strcmp (key, "uuid") == 0) {
+    struct vdi_uuid uuid;
+
+    if (vdi_uuid_parse (value, &uuid) == -1) {
+      nbdkit_error ("uuid: '%s' is not a UUID", value);
+      return -1;
+    }
+    uuid_param = value;
+  }
+  else if (strcmp (key, "snapshot") == 0)
+    snapshot_param = value;
+  else if (strcmp (key, "readonly") == 0) {
+    int r = nbdkit_parse_bool (value);
+
+    if (r == -1)
+      return -1;
+    force_readonly = r;
+  }
+  else if (strcmp (key, "disk") == 0) {
+    if (nbdkit_parse_unsigned ("disk", value, &disk_index) == -1)
+      return -1;
+    disk_index_set = true;
+  }
   else {
     nbdkit_error ("unknown parameter '%s'", key);
     return -1;
@@ -81,26 +171,54 @@ vdi_config (const char *key, const char *value)
 static int
 vdi_config_complete (void)
 {
-  if (filename == NULL) {
-    nbdkit_error ("you must supply the [file=]<DISK.vdi> parameter "
-                  "after the plugin name on the command line");
+  if (filename == NULL && nr_registry_files == 0) {
+    nbdkit_error ("you must supply the [file=]<DISK.vdi> parameter, "
+                  "or registry=<MACHINE.vbox>, after the plugin name "
+                  "on the command line");
+    return -1;
+  }
+  if (nr_registry_files == 0 &&
+      (uuid_param || snapshot_param || disk_index_set)) {
+    nbdkit_error ("uuid=, snapshot= and disk= need registry=");
+    return -1;
+  }
+  if (filename && (uuid_param || snapshot_param || disk_index_set)) {
+    nbdkit_error ("file= cannot be combined with uuid=, snapshot= or disk=");
+    return -1;
+  }
+  if (uuid_param && (snapshot_param || disk_index_set)) {
+    nbdkit_error ("uuid= cannot be combined with snapshot= or disk=");
+    return -1;
+  }
+  if (nr_registry_files > 0 && nr_parent_dirs > 0) {
+    nbdkit_error ("parent-dir= and registry= cannot be combined: "
+                  "with a registry, parents are found in the registry");
     return -1;
   }
   return 0;
 }
 
 #define vdi_config_help \
-  "[file=]<DISK.vdi>   (required) The VirtualBox disk image to serve."
+  "[file=]<DISK.vdi>     The VirtualBox disk image to serve.\n" \
+  "registry=<FILE>       A machine's .vbox file or VirtualBox.xml (repeatable).\n" \
+  "uuid=<UUID>           With registry=: serve this medium.\n" \
+  "disk=<N>              With registry=: the machine's Nth hard disk (from 0).\n" \
+  "snapshot=<NAME|UUID>  With registry=: the disk as it was at this snapshot.\n" \
+  "parent-dir=<DIR>      Also look for parents in DIR (repeatable).\n" \
+  "readonly=true         Do not open the image for writing."
 
 static void
 vdi_dump_plugin (void)
 {
   printf ("vdi_header_versions=0,1.1\n");
-  printf ("vdi_image_types=dynamic,fixed,undo\n");
+  printf ("vdi_image_types=dynamic,fixed,undo,differencing\n");
   printf ("vdi_block_size_min=%d\n", VDI_MIN_BLOCK_SIZE);
   printf ("vdi_block_size_max=%d\n", VDI_MAX_BLOCK_SIZE);
+  printf ("vdi_max_chain_depth=%d\n", VDI_MAX_CHAIN_DEPTH);
+  printf ("vdi_registry=yes\n");
   printf ("vdi_extents=yes\n");
-  printf ("vdi_write=no\n");
+  printf ("vdi_locking=ofd\n");
+  printf ("vdi_write=yes\n");
 }
 
 /* Print what -D vdi.header=1 asks for. */
@@ -145,38 +263,205 @@ debug_image (const struct vdi_image *img)
                 PRIu32 " free", vdi_image_filename (img), data, zero, free_);
 }
 
+/* Print what -D vdi.chain=1 asks for. */
+static void
+debug_chain (void)
+{
+  size_t i, depth = vdi_chain_depth (chain);
+  char uuid[VDI_UUID_STRLEN];
+
+  nbdkit_debug ("chain of %zu image%s, top to base:",
+                depth, depth == 1 ? "" : "s");
+  for (i = 0; i < depth; ++i) {
+    const struct vdi_image *img = vdi_chain_image (chain, i);
+    const struct vdi_header *h = vdi_image_header (img);
+
+    nbdkit_debug ("  [%zu] %s %s %s (%" PRIu64 " bytes, block size %"
+                  PRIu32 ")", i, vdi_uuid_format (&h->uuid_create, uuid),
+                  vdi_type_name (h->type), vdi_image_filename (img),
+                  vdi_header_virtual_size (h), h->block_size);
+  }
+}
+
+/* The registry files, for messages. */
+static const char *
+registry_name (void)
+{
+  return nr_registry_files == 1 ? registry_files[0] : "the media registries";
+}
+
+/* Choose the medium to serve from the registry: uuid=, or the
+ * machine's disk=N (default the first hard disk), now or at
+ * snapshot=.
+ */
+static const struct vbox_medium *
+select_medium (void)
+{
+  const struct vbox_machine *machine = vbox_registry_machine (registry);
+  const struct vbox_medium *medium;
+  const struct vdi_uuid *disks;
+  const char *state;
+  char uuid_str[VDI_UUID_STRLEN];
+  size_t nr_disks;
+
+  if (uuid_param) {
+    struct vdi_uuid uuid;
+
+    vdi_uuid_parse (uuid_param, &uuid);
+    medium = vbox_registry_find_uuid (registry, &uuid);
+    if (medium == NULL)
+      nbdkit_error ("medium %s is not in %s",
+                    vdi_uuid_format (&uuid, uuid_str), registry_name ());
+    return medium;
+  }
+
+  if (machine == NULL) {
+    nbdkit_error ("%s holds no machine: choose a disk with uuid= or file=",
+                  registry_name ());
+    return NULL;
+  }
+  if (snapshot_param) {
+    const struct vbox_snapshot *snapshot;
+
+    snapshot = vbox_machine_find_snapshot (machine, snapshot_param);
+    if (snapshot == NULL)
+      return NULL;
+    disks = snapshot->disks;
+    nr_disks = snapshot->nr_disks;
+    state = "that snapshot";
+  }
+  else {
+    disks = machine->disks;
+    nr_disks = machine->nr_disks;
+    state = "its current state";
+  }
+  if (disk_index >= nr_disks) {
+    nbdkit_error ("%s: machine \"%s\" has %zu hard disk%s attached in %s, "
+                  "so disk=%u does not exist",
+                  machine->filename, machine->name, nr_disks,
+                  nr_disks == 1 ? "" : "s", state, disk_index);
+    return NULL;
+  }
+  medium = vbox_registry_find_uuid (registry, &disks[disk_index]);
+  if (medium == NULL)
+    nbdkit_error ("%s: medium %s attached to machine \"%s\" is not in %s",
+                  machine->filename,
+                  vdi_uuid_format (&disks[disk_index], uuid_str),
+                  machine->name, registry_name ());
+  return medium;
+}
+
+/* Load the registries and work out which file is the top image. */
+static int
+select_top_image (char **top, const struct vbox_medium **medium)
+{
+  size_t i;
+
+  *medium = NULL;
+  if (nr_registry_files > 0) {
+    registry = vbox_registry_new ();
+    if (registry == NULL)
+      return -1;
+    for (i = 0; i < nr_registry_files; ++i)
+      if (vbox_registry_load (registry, registry_files[i]) == -1)
+        return -1;
+  }
+
+  if (filename) {
+    if (registry)
+      *medium = vbox_registry_find_location (registry, filename);
+  }
+  else {
+    *medium = select_medium ();
+    if (*medium == NULL)
+      return -1;
+  }
+
+  if (*medium && strcasecmp ((*medium)->format, "VDI") != 0) {
+    nbdkit_error ("%s: medium %s has format %s, which is not supported "
+                  "(only VDI)", (*medium)->registry_file,
+                  (*medium)->location, (*medium)->format);
+    return -1;
+  }
+
+  *top = strdup (filename ? filename : (*medium)->location);
+  if (*top == NULL) {
+    nbdkit_error ("strdup: %m");
+    return -1;
+  }
+  return 0;
+}
+
+/* Why the disk must be served read-only whatever the client asks, or
+ * NULL.  VirtualBox never writes to a snapshot's images or to an
+ * Immutable, MultiAttach or Readonly medium: writes to those go to a
+ * differencing image, which is what the vdidiff filter provides.
+ * VirtualBox cannot write version 0 images either.
+ */
+static const char *
+readonly_reason (const struct vbox_medium *medium)
+{
+  const struct vdi_header *h = vdi_image_header (vdi_chain_image (chain, 0));
+
+  if (snapshot_param)
+    return "it is the state of a snapshot";
+  if (h->version == VDI_VERSION_0)
+    return "version 0 images are only read";
+  if (medium && medium->type && (strcmp (medium->type, "Immutable") == 0 ||
+                                 strcmp (medium->type, "MultiAttach") == 0 ||
+                                 strcmp (medium->type, "Readonly") == 0))
+    return medium->type[0] == 'I' ? "its base medium is Immutable"
+      : medium->type[0] == 'M' ? "its base medium is MultiAttach"
+      : "its base medium is Readonly";
+  return NULL;
+}
+
 static int
 vdi_get_ready (void)
 {
-  struct vdi_image *img;
+  struct vdi_parent_search search = {
+    .dirs = (const char *const *) parent_dirs,
+    .nr_dirs = nr_parent_dirs,
+  };
+  const struct vbox_medium *medium;
   const struct vdi_header *h;
-  char uuid[VDI_UUID_STRLEN];
+  const char *reason;
+  char *top;
+  char a[VDI_UUID_STRLEN], b[VDI_UUID_STRLEN];
+  size_t i;
 
-  img = vdi_image_open (filename, 0);
-  if (img == NULL)
+  if (select_top_image (&top, &medium) == -1)
     return -1;
-  if (vdi_debug_header)
-    debug_image (img);
-
-  h = vdi_image_header (img);
-  if (h->type == VDI_TYPE_DIFF) {
-    nbdkit_error ("%s: differencing images are not supported yet "
-                  "(parent %s)", filename,
-                  vdi_uuid_format (&h->uuid_linkage, uuid));
-    vdi_image_close (img);
-    return -1;
-  }
-
-  if (asprintf (&description, "VirtualBox %s image %s",
-                vdi_type_name (h->type),
-                vdi_uuid_format (&h->uuid_create, uuid)) == -1) {
-    nbdkit_error ("asprintf: %m");
-    vdi_image_close (img);
-    return -1;
-  }
-
-  chain = vdi_chain_new (&img, 1);
+  search.registry = registry;
+  chain = vdi_chain_open (top, 0, &search);
+  free (top);
   if (chain == NULL)
+    return -1;
+
+  reason = readonly_reason (medium);
+  writable = !force_readonly && reason == NULL;
+  if (reason && !force_readonly)
+    fprintf (stderr, "nbdkit: vdi: note: serving %s read-only because %s; "
+             "to write, stack the vdidiff filter (--filter=vdidiff)\n",
+             vdi_image_filename (vdi_chain_image (chain, 0)), reason);
+
+  h = vdi_image_header (vdi_chain_image (chain, 0));
+  if (medium && !vdi_uuid_equal (&h->uuid_create, &medium->uuid)) {
+    nbdkit_error ("%s: UUID %s of the image does not match the UUID %s "
+                  "of the medium in %s", medium->location,
+                  vdi_uuid_format (&h->uuid_create, a),
+                  vdi_uuid_format (&medium->uuid, b), medium->registry_file);
+    return -1;
+  }
+
+  if (vdi_debug_chain)
+    debug_chain ();
+  if (vdi_debug_header)
+    for (i = 0; i < vdi_chain_depth (chain); ++i)
+      debug_image (vdi_chain_image (chain, i));
+
+  description = vdi_chain_description (chain);
+  if (description == NULL)
     return -1;
   return 0;
 }
@@ -184,12 +469,18 @@ vdi_get_ready (void)
 static void *
 vdi_open (int readonly)
 {
+  if (!readonly && writable) {
+    ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&writable_lock);
+    if (vdi_image_make_writable (vdi_chain_image (chain, 0)) == -1)
+      return NULL;
+  }
   return NBDKIT_HANDLE_NOT_NEEDED;
 }
 
-/* Reads go to pread on file descriptors shared by every connection
- * and to a lookup table that does not change while serving, so
- * requests can run in parallel.
+/* Reads are pread on file descriptors shared by every connection and
+ * a lookup of a table whose entries change atomically; writes into
+ * allocated blocks are pwrite; only allocation takes a lock (in
+ * libvdi).  So requests can run in parallel.
  */
 #define THREAD_MODEL NBDKIT_THREAD_MODEL_PARALLEL
 
@@ -205,16 +496,51 @@ vdi_get_size (void *handle)
   return vdi_chain_size (chain);
 }
 
-/* Writes come with a later version: the plugin is read-only. */
 static int
 vdi_can_write (void *handle)
 {
-  return 0;
+  return writable;
 }
 
-/* Every connection reads the same files through the same table. */
+/* Every connection reads and writes the same files through the same
+ * table, and flush syncs the files for all of them.
+ */
 static int
 vdi_can_multi_conn (void *handle)
+{
+  return 1;
+}
+
+static int
+vdi_can_flush (void *handle)
+{
+  return 1;
+}
+
+static int
+vdi_can_fua (void *handle)
+{
+  return NBDKIT_FUA_NATIVE;
+}
+
+static int
+vdi_can_trim (void *handle)
+{
+  return 1;
+}
+
+/* Zeroing whole blocks only writes map entries; zeroing part of an
+ * unallocated block must copy data up, and is refused when the client
+ * asks for a fast zero.
+ */
+static int
+vdi_can_zero (void *handle)
+{
+  return 1;
+}
+
+static int
+vdi_can_fast_zero (void *handle)
 {
   return 1;
 }
@@ -229,15 +555,53 @@ static int
 vdi_pread (void *handle, void *buf, uint32_t count, uint64_t offset,
            uint32_t flags)
 {
-  return vdi_chain_pread (chain, buf, count, offset);
+  return vdi_chain_pread (chain, buf, count, offset, NULL);
+}
+
+static unsigned
+write_flags (uint32_t flags)
+{
+  return (flags & NBDKIT_FLAG_FUA ? VDI_WRITE_FUA : 0) |
+    (flags & NBDKIT_FLAG_FAST_ZERO ? VDI_ZERO_FAST : 0);
 }
 
 static int
-add_extent (void *extents, uint64_t offset, uint64_t length, bool is_zero)
+vdi_pwrite (void *handle, const void *buf, uint32_t count, uint64_t offset,
+            uint32_t flags)
+{
+  return vdi_chain_pwrite (chain, buf, count, offset, write_flags (flags),
+                           NULL);
+}
+
+static int
+vdi_zero (void *handle, uint32_t count, uint64_t offset, uint32_t flags)
+{
+  return vdi_chain_zero (chain, count, offset, write_flags (flags), NULL);
+}
+
+/* Trimmed ranges read back as zeros: trim is zero without the promise
+ * of speed.
+ */
+static int
+vdi_trim (void *handle, uint32_t count, uint64_t offset, uint32_t flags)
+{
+  return vdi_chain_zero (chain, count, offset,
+                         write_flags (flags & NBDKIT_FLAG_FUA), NULL);
+}
+
+static int
+vdi_flush (void *handle, uint32_t flags)
+{
+  return vdi_chain_flush (chain);
+}
+
+static int
+add_extent (void *extents, uint64_t offset, uint64_t length,
+            enum vdi_extent_type type)
 {
   return nbdkit_add_extent (extents, offset, length,
-                            is_zero ? NBDKIT_EXTENT_HOLE | NBDKIT_EXTENT_ZERO
-                            : 0);
+                            type == VDI_EXTENT_DATA ? 0
+                            : NBDKIT_EXTENT_HOLE | NBDKIT_EXTENT_ZERO);
 }
 
 static int
@@ -266,8 +630,17 @@ static struct nbdkit_plugin plugin = {
   .get_size           = vdi_get_size,
   .can_write          = vdi_can_write,
   .can_multi_conn     = vdi_can_multi_conn,
+  .can_flush          = vdi_can_flush,
+  .can_fua            = vdi_can_fua,
+  .can_trim           = vdi_can_trim,
+  .can_zero           = vdi_can_zero,
+  .can_fast_zero      = vdi_can_fast_zero,
   .can_extents        = vdi_can_extents,
   .pread              = vdi_pread,
+  .pwrite             = vdi_pwrite,
+  .zero               = vdi_zero,
+  .trim               = vdi_trim,
+  .flush              = vdi_flush,
   .extents            = vdi_extents,
   .errno_is_preserved = 1,
 };

@@ -1,0 +1,665 @@
+/* nbdkit-vdi
+ * Copyright the nbdkit-vdi authors
+ * SPDX-License-Identifier: BSD-3-Clause
+ */
+
+/* nbdkit vdidiff filter: what lies below becomes an immutable base,
+ * and every write goes into a differencing layer, a real VirtualBox
+ * differencing VDI on disk.
+ *
+ * The layer is a libvdi chain of one image whose FREE blocks read
+ * from the plugin below (struct vdi_below), so reads, writes, zeroing
+ * and extents are libvdi's, the same code the vdi plugin runs.  The
+ * plugin below is always opened read-only.
+ *
+ * With vdidiff=FILE there is one layer for the whole server, opened
+ * (or created) before the first client connects.  With
+ * vdidiff-dir=DIR each export name has its own layer DIR/NAME.vdi,
+ * opened at its first connection and kept until the server exits.
+ */
+
+#include <config.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <inttypes.h>
+#include <errno.h>
+#include <unistd.h>
+#include <pthread.h>
+
+#define NBDKIT_API_VERSION 2
+#include <nbdkit-filter.h>
+
+#include "cleanup.h"
+#include "ispowerof2.h"
+
+#include "vdi.h"
+
+/* -D vdidiff.verbose=1: say how each layer was opened. */
+NBDKIT_DLL_PUBLIC int vdidiff_debug_verbose;
+
+/* Configuration. */
+static char *diff_file;                 /* vdidiff= */
+static char *diff_dir;                  /* vdidiff-dir= */
+static bool autoreset;                  /* vdidiff-autoreset= */
+static uint32_t block_size = 1024 * 1024; /* vdidiff-block-size= */
+static struct vdi_uuid parent_uuid;     /* vdidiff-parent-uuid= */
+static bool parent_uuid_set;
+
+/* One differencing layer. */
+struct layer {
+  char *path;
+  struct vdi_chain *chain;
+};
+
+/* The layer of vdidiff=, or the layers of vdidiff-dir= by export. */
+static struct layer *single_layer;
+static struct layer **layers;
+static size_t nr_layers;
+static pthread_mutex_t layers_lock = PTHREAD_MUTEX_INITIALIZER;
+
+struct handle {
+  char *exportname;
+  struct layer *layer;
+};
+
+static void
+log_to_nbdkit (enum vdi_log_level level, const char *msg)
+{
+  switch (level) {
+  case VDI_LOG_ERROR:
+    nbdkit_error ("%s", msg);
+    break;
+  case VDI_LOG_WARNING:
+    /* nbdkit has no warning call; debug would hide it. */
+    fprintf (stderr, "nbdkit: vdidiff: warning: %s\n", msg);
+    break;
+  case VDI_LOG_DEBUG:
+    nbdkit_debug ("%s", msg);
+    break;
+  }
+}
+
+static void
+vdidiff_load (void)
+{
+  vdi_set_log_function (log_to_nbdkit);
+}
+
+static void
+layer_free (struct layer *layer)
+{
+  if (layer) {
+    vdi_chain_free (layer->chain);
+    free (layer->path);
+    free (layer);
+  }
+}
+
+static void
+vdidiff_unload (void)
+{
+  size_t i;
+
+  layer_free (single_layer);
+  for (i = 0; i < nr_layers; ++i)
+    layer_free (layers[i]);
+  free (layers);
+  free (diff_file);
+  free (diff_dir);
+}
+
+static int
+vdidiff_config (nbdkit_next_config *next, nbdkit_backend *nxdata,
+                const char *key, const char *value)
+{
+  if (strcmp (key, "vdidiff") == 0) {
+    free (diff_file);
+    diff_file = nbdkit_absolute_path (value);
+    return diff_file ? 0 : -1;
+  }
+  else if (strcmp (key, "vdidiff-dir") == 0) {
+    free (diff_dir);
+    diff_dir = nbdkit_realpath (value);
+    return diff_dir ? 0 : -1;
+  }
+  else if (strcmp (key, "vdidiff-autoreset") == 0) {
+    int r = nbdkit_parse_bool (value);
+
+    if (r == -1)
+      return -1;
+    autoreset = r;
+    return 0;
+  }
+  else if (strcmp (key, "vdidiff-block-size") == 0) {
+    int64_t r = nbdkit_parse_size (value);
+
+    if (r == -1)
+      return -1;
+    if (!is_power_of_2 (r) || r < VDI_MIN_BLOCK_SIZE ||
+        r > VDI_MAX_BLOCK_SIZE) {
+      nbdkit_error ("vdidiff-block-size must be a power of 2 "
+                    "between 128K and 128M");
+      return -1;
+    }
+    block_size = r;
+    return 0;
+  }
+  else if (strcmp (key, "vdidiff-parent-uuid") == 0) {
+    if (vdi_uuid_parse (value, &parent_uuid) == -1 ||
+        vdi_uuid_is_null (&parent_uuid)) {
+      nbdkit_error ("vdidiff-parent-uuid: '%s' is not a UUID", value);
+      return -1;
+    }
+    parent_uuid_set = true;
+    return 0;
+  }
+  else
+    return next (nxdata, key, value);
+}
+
+static int
+vdidiff_config_complete (nbdkit_next_config_complete *next,
+                         nbdkit_backend *nxdata)
+{
+  if ((diff_file == NULL) == (diff_dir == NULL)) {
+    nbdkit_error ("the vdidiff filter needs exactly one of "
+                  "vdidiff=<FILE.vdi> or vdidiff-dir=<DIR>");
+    return -1;
+  }
+  return next (nxdata);
+}
+
+#define vdidiff_config_help \
+  "vdidiff=<FILE.vdi>          The differencing image (created if missing).\n" \
+  "vdidiff-dir=<DIR>           One differencing image per export: DIR/NAME.vdi.\n" \
+  "vdidiff-autoreset=true      Empty the differencing image at every start.\n" \
+  "vdidiff-block-size=<SIZE>   Block size of new images (default 1M).\n" \
+  "vdidiff-parent-uuid=<UUID>  Parent UUID of new images over a plugin other than vdi."
+
+/* What the differencing image must link to: the top image of the vdi
+ * plugin below (read back from its export description), else
+ * vdidiff-parent-uuid=.  Returns false if nothing says.
+ */
+static bool
+expected_parent (nbdkit_next *next, struct vdi_uuid *linkage,
+                 struct vdi_uuid *parent_modify)
+{
+  const char *description = next->export_description (next);
+
+  if (description &&
+      vdi_description_parse (description, linkage, parent_modify) == 0)
+    return true;
+  memset (parent_modify, 0, sizeof *parent_modify);
+  *linkage = parent_uuid;
+  return parent_uuid_set;
+}
+
+static int
+create_image (const char *path, uint64_t size, bool known_parent,
+              const struct vdi_uuid *linkage,
+              const struct vdi_uuid *parent_modify)
+{
+  struct vdi_header h;
+
+  if (size % VDI_SECTOR_SIZE != 0) {
+    nbdkit_error ("%s: cannot create a differencing image for a disk of "
+                  "%" PRIu64 " bytes: VDI sizes are multiples of %d",
+                  path, size, VDI_SECTOR_SIZE);
+    return -1;
+  }
+  vdi_header_init_dynamic (&h, VDI_TYPE_DIFF, size, block_size);
+  snprintf (h.comment, sizeof h.comment, "nbdkit vdidiff filter");
+  if (vdi_uuid_generate (&h.uuid_create) == -1 ||
+      vdi_uuid_generate (&h.uuid_modify) == -1)
+    return -1;
+  /* A differencing image must name a parent.  Over a plugin that
+   * cannot tell us one, make one up: only this filter will open it.
+   */
+  if (known_parent) {
+    h.uuid_linkage = *linkage;
+    h.uuid_parent_modify = *parent_modify;
+  }
+  else if (vdi_uuid_generate (&h.uuid_linkage) == -1)
+    return -1;
+  return vdi_image_create (path, &h);
+}
+
+/* Open (creating it if missing) the layer in path over next. */
+static struct layer *
+layer_open (nbdkit_next *next, const char *path)
+{
+  struct vdi_uuid linkage, parent_modify;
+  bool known_parent = expected_parent (next, &linkage, &parent_modify);
+  int64_t size = next->get_size (next);
+  struct layer *layer;
+  struct vdi_image *img;
+  const struct vdi_header *h;
+  char a[VDI_UUID_STRLEN], b[VDI_UUID_STRLEN];
+  bool created = false;
+
+  if (size == -1)
+    return NULL;
+  if (access (path, F_OK) == -1) {
+    if (create_image (path, size, known_parent, &linkage, &parent_modify)
+        == -1)
+      return NULL;
+    created = true;
+  }
+
+  img = vdi_image_open (path, VDI_OPEN_WRITE);
+  if (img == NULL)
+    return NULL;
+  h = vdi_image_header (img);
+  if (h->type != VDI_TYPE_DIFF) {
+    nbdkit_error ("%s: is a %s image, not a differencing image",
+                  path, vdi_type_name (h->type));
+    goto err;
+  }
+  if (known_parent && !vdi_uuid_equal (&h->uuid_linkage, &linkage)) {
+    nbdkit_error ("%s: differencing image of parent %s, but the disk "
+                  "below is %s", path, vdi_uuid_format (&h->uuid_linkage, a),
+                  vdi_uuid_format (&linkage, b));
+    goto err;
+  }
+  if (vdi_header_virtual_size (h) != (uint64_t) size) {
+    nbdkit_error ("%s: its size %" PRIu64 " differs from the size %"
+                  PRIi64 " of the disk below",
+                  path, vdi_header_virtual_size (h), size);
+    goto err;
+  }
+  if (autoreset && !created && vdi_image_reset (img) == -1)
+    goto err;
+  if (vdidiff_debug_verbose)
+    nbdkit_debug ("%s: %s differencing image %s over parent %s", path,
+                  created ? "created" : autoreset ? "reset" : "opened",
+                  vdi_uuid_format (&h->uuid_create, a),
+                  vdi_uuid_format (&h->uuid_linkage, b));
+
+  layer = calloc (1, sizeof *layer);
+  if (layer == NULL) {
+    nbdkit_error ("calloc: %m");
+    goto err;
+  }
+  layer->path = strdup (path);
+  if (layer->path == NULL) {
+    nbdkit_error ("strdup: %m");
+    free (layer);
+    goto err;
+  }
+  layer->chain = vdi_layer_new (img);
+  if (layer->chain == NULL) {
+    free (layer->path);
+    free (layer);
+    return NULL;
+  }
+  return layer;
+
+ err:
+  vdi_image_close (img);
+  return NULL;
+}
+
+/* With vdidiff=, open the layer before serving, so that a bad or busy
+ * image stops nbdkit at once.
+ */
+static int
+vdidiff_after_fork (nbdkit_backend *backend)
+{
+  nbdkit_next *next;
+
+  if (diff_file == NULL)
+    return 0;
+  next = nbdkit_next_context_open (backend, 1, "", 1);
+  if (next == NULL)
+    return -1;
+  if (next->prepare (next) == -1) {
+    nbdkit_next_context_close (next);
+    return -1;
+  }
+  single_layer = layer_open (next, diff_file);
+  next->finalize (next);
+  nbdkit_next_context_close (next);
+  return single_layer ? 0 : -1;
+}
+
+/* The layer of an export with vdidiff-dir=. */
+static struct layer *
+export_layer (nbdkit_next *next, const char *exportname)
+{
+  CLEANUP_FREE char *path = NULL;
+  struct layer **new_layers;
+  struct layer *layer;
+  size_t i;
+
+  if (*exportname == '\0')
+    exportname = "default";
+  if (strchr (exportname, '/') || exportname[0] == '.') {
+    nbdkit_error ("export name '%s' cannot name a file in %s",
+                  exportname, diff_dir);
+    return NULL;
+  }
+  if (asprintf (&path, "%s/%s.vdi", diff_dir, exportname) == -1) {
+    nbdkit_error ("asprintf: %m");
+    return NULL;
+  }
+
+  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&layers_lock);
+  for (i = 0; i < nr_layers; ++i)
+    if (strcmp (layers[i]->path, path) == 0)
+      return layers[i];
+  new_layers = realloc (layers, (nr_layers + 1) * sizeof *layers);
+  if (new_layers == NULL) {
+    nbdkit_error ("realloc: %m");
+    return NULL;
+  }
+  layers = new_layers;
+  layer = layer_open (next, path);
+  if (layer)
+    layers[nr_layers++] = layer;
+  return layer;
+}
+
+static void *
+vdidiff_open (nbdkit_next_open *next, nbdkit_context *context,
+              int readonly, const char *exportname, int is_tls)
+{
+  struct handle *h;
+
+  /* The plugin below is only ever read. */
+  if (next (context, 1, exportname) == -1)
+    return NULL;
+  h = calloc (1, sizeof *h);
+  if (h == NULL) {
+    nbdkit_error ("calloc: %m");
+    return NULL;
+  }
+  h->exportname = strdup (exportname);
+  if (h->exportname == NULL) {
+    nbdkit_error ("strdup: %m");
+    free (h);
+    return NULL;
+  }
+  return h;
+}
+
+static void
+vdidiff_close (void *handle)
+{
+  struct handle *h = handle;
+
+  free (h->exportname);
+  free (h);
+}
+
+static int
+vdidiff_prepare (nbdkit_next *next, void *handle, int readonly)
+{
+  struct handle *h = handle;
+  int64_t size;
+
+  if (single_layer == NULL) {
+    h->layer = export_layer (next, h->exportname);
+    return h->layer ? 0 : -1;
+  }
+  h->layer = single_layer;
+  size = next->get_size (next);
+  if (size == -1)
+    return -1;
+  if ((uint64_t) size != vdi_chain_size (h->layer->chain)) {
+    nbdkit_error ("%s: the disk below is %" PRIi64 " bytes, "
+                  "the differencing image %" PRIu64,
+                  h->layer->path, size, vdi_chain_size (h->layer->chain));
+    return -1;
+  }
+  return 0;
+}
+
+static int64_t
+vdidiff_get_size (nbdkit_next *next, void *handle)
+{
+  struct handle *h = handle;
+
+  return vdi_chain_size (h->layer->chain);
+}
+
+static const char *
+vdidiff_export_description (nbdkit_next *next, void *handle)
+{
+  struct handle *h = handle;
+  const char *below = next->export_description (next);
+
+  return nbdkit_printf_intern ("differencing layer %s over: %s",
+                               h->layer->path, below ? below : "(plugin)");
+}
+
+/* Writes never reach the plugin, which may be read-only. */
+static int
+vdidiff_can_write (nbdkit_next *next, void *handle)
+{
+  return 1;
+}
+
+static int
+vdidiff_can_flush (nbdkit_next *next, void *handle)
+{
+  return 1;
+}
+
+static int
+vdidiff_can_fua (nbdkit_next *next, void *handle)
+{
+  return NBDKIT_FUA_NATIVE;
+}
+
+static int
+vdidiff_can_trim (nbdkit_next *next, void *handle)
+{
+  return 1;
+}
+
+static int
+vdidiff_can_zero (nbdkit_next *next, void *handle)
+{
+  return NBDKIT_ZERO_NATIVE;
+}
+
+/* Zeroing whole blocks only writes map entries; requests that would
+ * copy data up are refused when the client asks for a fast zero.
+ */
+static int
+vdidiff_can_fast_zero (nbdkit_next *next, void *handle)
+{
+  return 1;
+}
+
+/* The layer's map says where data is; the plugin below is asked only
+ * about the rest, so nbdkit must have asked it what it can do.
+ */
+static int
+vdidiff_can_extents (nbdkit_next *next, void *handle)
+{
+  if (next->can_extents (next) == -1)
+    return -1;
+  return 1;
+}
+
+/* All connections share one layer per export. */
+static int
+vdidiff_can_multi_conn (nbdkit_next *next, void *handle)
+{
+  return 1;
+}
+
+static int
+below_pread (void *opaque, void *buf, uint32_t count, uint64_t offset)
+{
+  nbdkit_next *next = opaque;
+  int err = 0;
+
+  if (next->pread (next, buf, count, offset, 0, &err) == -1) {
+    errno = err;
+    return -1;
+  }
+  return 0;
+}
+
+#define BELOW(next) (&(struct vdi_below) { below_pread, (next) })
+
+static unsigned
+write_flags (uint32_t flags)
+{
+  return (flags & NBDKIT_FLAG_FUA ? VDI_WRITE_FUA : 0) |
+    (flags & NBDKIT_FLAG_FAST_ZERO ? VDI_ZERO_FAST : 0);
+}
+
+static int
+vdidiff_pread (nbdkit_next *next, void *handle,
+               void *buf, uint32_t count, uint64_t offset,
+               uint32_t flags, int *err)
+{
+  struct handle *h = handle;
+
+  if (vdi_chain_pread (h->layer->chain, buf, count, offset, BELOW (next))
+      == -1) {
+    *err = errno;
+    return -1;
+  }
+  return 0;
+}
+
+static int
+vdidiff_pwrite (nbdkit_next *next, void *handle,
+                const void *buf, uint32_t count, uint64_t offset,
+                uint32_t flags, int *err)
+{
+  struct handle *h = handle;
+
+  if (vdi_chain_pwrite (h->layer->chain, buf, count, offset,
+                        write_flags (flags), BELOW (next)) == -1) {
+    *err = errno;
+    return -1;
+  }
+  return 0;
+}
+
+static int
+vdidiff_zero (nbdkit_next *next, void *handle,
+              uint32_t count, uint64_t offset, uint32_t flags, int *err)
+{
+  struct handle *h = handle;
+
+  if (vdi_chain_zero (h->layer->chain, count, offset, write_flags (flags),
+                      BELOW (next)) == -1) {
+    *err = errno;
+    return -1;
+  }
+  return 0;
+}
+
+/* Trimmed ranges read back as zeros, never as the base's data. */
+static int
+vdidiff_trim (nbdkit_next *next, void *handle,
+              uint32_t count, uint64_t offset, uint32_t flags, int *err)
+{
+  return vdidiff_zero (next, handle, count, offset,
+                       flags & NBDKIT_FLAG_FUA, err);
+}
+
+static int
+vdidiff_flush (nbdkit_next *next, void *handle, uint32_t flags, int *err)
+{
+  struct handle *h = handle;
+
+  if (vdi_chain_flush (h->layer->chain) == -1) {
+    *err = errno;
+    return -1;
+  }
+  return 0;
+}
+
+struct extents_data {
+  nbdkit_next *next;
+  struct nbdkit_extents *extents;
+  int *err;
+};
+
+/* Add one run of the layer's map; ask the plugin below about runs
+ * that are FREE in the layer.
+ */
+static int
+add_extent (void *opaque, uint64_t offset, uint64_t length,
+            enum vdi_extent_type type)
+{
+  struct extents_data *d = opaque;
+  struct nbdkit_extents *below;
+  size_t i;
+  int r = 0;
+
+  if (type != VDI_EXTENT_BELOW)
+    return nbdkit_add_extent (d->extents, offset, length,
+                              type == VDI_EXTENT_DATA ? 0
+                              : NBDKIT_EXTENT_HOLE | NBDKIT_EXTENT_ZERO);
+
+  below = nbdkit_extents_full (d->next, length, offset, 0, d->err);
+  if (below == NULL)
+    return -1;
+  for (i = 0; r == 0 && i < nbdkit_extents_count (below); ++i) {
+    struct nbdkit_extent e = nbdkit_get_extent (below, i);
+
+    r = nbdkit_add_extent (d->extents, e.offset, e.length, e.type);
+  }
+  nbdkit_extents_free (below);
+  return r;
+}
+
+static int
+vdidiff_extents (nbdkit_next *next, void *handle,
+                 uint32_t count, uint64_t offset, uint32_t flags,
+                 struct nbdkit_extents *extents, int *err)
+{
+  struct handle *h = handle;
+  struct extents_data d = { .next = next, .extents = extents, .err = err };
+
+  *err = 0;
+  if (vdi_chain_extents (h->layer->chain, offset, count,
+                         flags & NBDKIT_FLAG_REQ_ONE, add_extent, &d) == -1) {
+    if (*err == 0)
+      *err = errno;
+    return -1;
+  }
+  return 0;
+}
+
+static struct nbdkit_filter filter = {
+  .name               = "vdidiff",
+  .longname           = "nbdkit VirtualBox differencing image filter",
+  .load               = vdidiff_load,
+  .unload             = vdidiff_unload,
+  .config             = vdidiff_config,
+  .config_complete    = vdidiff_config_complete,
+  .config_help        = vdidiff_config_help,
+  .after_fork         = vdidiff_after_fork,
+  .open               = vdidiff_open,
+  .close              = vdidiff_close,
+  .prepare            = vdidiff_prepare,
+  .get_size           = vdidiff_get_size,
+  .export_description = vdidiff_export_description,
+  .can_write          = vdidiff_can_write,
+  .can_flush          = vdidiff_can_flush,
+  .can_fua            = vdidiff_can_fua,
+  .can_trim           = vdidiff_can_trim,
+  .can_zero           = vdidiff_can_zero,
+  .can_fast_zero      = vdidiff_can_fast_zero,
+  .can_extents        = vdidiff_can_extents,
+  .can_multi_conn     = vdidiff_can_multi_conn,
+  .pread              = vdidiff_pread,
+  .pwrite             = vdidiff_pwrite,
+  .zero               = vdidiff_zero,
+  .trim               = vdidiff_trim,
+  .flush              = vdidiff_flush,
+  .extents            = vdidiff_extents,
+};
+
+NBDKIT_REGISTER_FILTER (filter)

@@ -1,0 +1,384 @@
+/* nbdkit-vdi
+ * Copyright the nbdkit-vdi authors
+ * SPDX-License-Identifier: BSD-3-Clause
+ */
+
+/* The write engine, shared by the vdi plugin and the vdidiff filter.
+ *
+ * Only the top image of a chain is written, the way VirtualBox writes
+ * (VDI.cpp vdiWrite with VD.cpp's helpers):
+ *
+ * - A write into an allocated block goes to its slot in place, with
+ *   no lock.
+ *
+ * - A write into an unallocated block (FREE or ZERO) allocates the
+ *   whole block at slot cBlocksAllocated.  Bytes the write does not
+ *   cover come from the chain below the top image (or zeros for a
+ *   ZERO block or a base image).  The data is written first, then the
+ *   header with the new counter, then the map entry, so a crash at
+ *   any point leaks at most one slot and never leaves an entry
+ *   pointing at garbage or at a slot past the counter (which
+ *   VirtualBox would hand out again).  A whole-block write of zeros
+ *   allocates nothing: the entry becomes ZERO.
+ *
+ * - Zeroing a whole unallocated block writes a ZERO entry, never
+ *   FREE: in a differencing image FREE would bring the parent's data
+ *   back (VirtualBox issue #850).
+ *
+ * - The first write after open and the first flush after writes give
+ *   the image a new modify UUID.
+ *
+ * Allocation, map and header updates are serialised by chain->lock.
+ * Whoever finds a block unallocated takes the lock and looks again,
+ * since another writer may have allocated it meanwhile.
+ */
+
+#include <config.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <inttypes.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <unistd.h>
+#include <linux/falloc.h>
+
+#include "cleanup.h"
+#include "minmax.h"
+
+#include "vdi-internal.h"
+
+/* Has the guest's view of unit range [first, last] nothing but zeros,
+ * without reading data?
+ */
+static bool
+units_read_zero (const struct vdi_chain *chain, uint64_t first, uint64_t last,
+                 const struct vdi_below *below)
+{
+  uint64_t u;
+
+  for (u = first; u <= last; ++u) {
+    uint64_t entry = chain_entry (chain, u);
+
+    if (entry != ENTRY_ZERO &&
+        !(entry == ENTRY_BELOW && (below == NULL || below->pread == NULL)))
+      return false;
+  }
+  return true;
+}
+
+/* The table unit holding byte lo of top block b. */
+static uint64_t
+block_unit (const struct vdi_chain *chain, uint32_t b, uint32_t lo)
+{
+  const uint32_t block_size = vdi_image_header (chain->images[0])->block_size;
+
+  return ((uint64_t) b * block_size + lo) >> chain->unit_bits;
+}
+
+static bool
+is_zero (const void *buf, size_t len)
+{
+  const char *p = buf;
+
+  return len == 0 || (p[0] == 0 && memcmp (p, p + 1, len - 1) == 0);
+}
+
+/* Point the table entries of top block b at its slot, or at zeros. */
+static void
+update_table (struct vdi_chain *chain, uint32_t b)
+{
+  const struct vdi_header *h = vdi_image_header (chain->images[0]);
+  const uint32_t entry = vdi_image_map_entry (chain->images[0], b);
+  const uint64_t block_start = (uint64_t) b * h->block_size;
+  uint64_t u, end;
+
+  end = MIN (block_start + h->block_size, chain->units << chain->unit_bits);
+  for (u = block_start >> chain->unit_bits;
+       (u << chain->unit_bits) < end; ++u) {
+    uint64_t value = ENTRY_ZERO;
+
+    if (VDI_BLOCK_IS_ALLOCATED (entry))
+      value = vdi_header_slot_offset (h, entry) +
+        ((u << chain->unit_bits) - block_start);
+    __atomic_store_n (&chain->table[u], value, __ATOMIC_RELEASE);
+  }
+}
+
+/* Before the first change after open, renew the modify UUID and put
+ * it on disk, as VirtualBox does.  Called with chain->lock held.
+ */
+static int
+mark_modified (struct vdi_chain *chain)
+{
+  struct vdi_image *top = chain->images[0];
+
+  if (chain->modified)
+    return 0;
+  if (vdi_uuid_generate (&vdi_image_header_for_update (top)->uuid_modify)
+      == -1 ||
+      vdi_image_write_header (top) == -1 ||
+      vdi_image_sync (top) == -1)
+    return -1;
+  __atomic_store_n (&chain->modified, true, __ATOMIC_RELEASE);
+  return 0;
+}
+
+/* Called before every change. */
+static int
+begin_change (struct vdi_chain *chain)
+{
+  if (!vdi_image_is_writable (chain->images[0])) {
+    vdi_error ("%s: the image is open read-only",
+               vdi_image_filename (chain->images[0]));
+    errno = EROFS;
+    return -1;
+  }
+  if (!__atomic_load_n (&chain->modified, __ATOMIC_ACQUIRE)) {
+    ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&chain->lock);
+    if (mark_modified (chain) == -1)
+      return -1;
+  }
+  __atomic_store_n (&chain->dirty, true, __ATOMIC_RELEASE);
+  return 0;
+}
+
+/* Set the map entry of top block b and persist it.  Called with
+ * chain->lock held.
+ */
+static int
+set_map_entry (struct vdi_chain *chain, uint32_t b, uint32_t entry)
+{
+  struct vdi_image *top = chain->images[0];
+
+  __atomic_store_n (&vdi_image_map (top)[b], entry, __ATOMIC_RELEASE);
+  if (vdi_image_write_map_entry (top, b) == -1)
+    return -1;
+  update_table (chain, b);
+  return 0;
+}
+
+/* Allocate top block b with the whole block's data in block.  Called
+ * with chain->lock held, b unallocated.
+ */
+static int
+allocate_block (struct vdi_chain *chain, uint32_t b, const void *block)
+{
+  struct vdi_image *top = chain->images[0];
+  struct vdi_header *h = vdi_image_header_for_update (top);
+  const uint32_t slot = h->blocks_allocated;
+  const uint64_t offset = vdi_header_slot_offset (h, slot);
+  int fd = vdi_image_fd (top);
+
+  if (h->type == VDI_TYPE_FIXED || slot >= h->blocks) {
+    vdi_error ("%s: block %" PRIu32 " is not allocated and cannot be "
+               "(%s image, %" PRIu32 " of %" PRIu32 " blocks allocated)",
+               vdi_image_filename (top), b, vdi_type_name (h->type),
+               slot, h->blocks);
+    errno = EIO;
+    return -1;
+  }
+
+  if (h->block_extra > 0) {
+    CLEANUP_FREE void *extra = calloc (1, h->block_extra);
+
+    if (extra == NULL ||
+        vdi_full_pwrite (fd, extra, h->block_extra,
+                         offset - h->block_extra) == -1) {
+      vdi_error ("%s: writing block %" PRIu32 ": %m",
+                 vdi_image_filename (top), b);
+      return -1;
+    }
+  }
+  if (vdi_full_pwrite (fd, block, h->block_size, offset) == -1) {
+    vdi_error ("%s: writing block %" PRIu32 ": %m",
+               vdi_image_filename (top), b);
+    return -1;
+  }
+  h->blocks_allocated++;
+  if (vdi_image_write_header (top) == -1)
+    return -1;
+  return set_map_entry (chain, b, slot);
+}
+
+/* Fill block[0, block_size) with what top block b shows now. */
+static int
+read_block (const struct vdi_chain *chain, uint32_t b, uint32_t entry,
+            void *block, const struct vdi_below *below)
+{
+  const uint32_t block_size = vdi_image_header (chain->images[0])->block_size;
+  const uint64_t start = (uint64_t) b * block_size;
+  const uint64_t len = MIN ((uint64_t) block_size, chain->size - start);
+
+  memset (block, 0, block_size);
+  if (entry == VDI_BLOCK_ZERO)
+    return 0;
+  return vdi_chain_pread (chain, block, len, start, below);
+}
+
+/* Write len bytes of data (NULL: zeros) at byte lo of top block b. */
+static int
+write_block (struct vdi_chain *chain, uint32_t b, const void *data,
+             uint32_t lo, uint32_t len, const struct vdi_below *below)
+{
+  struct vdi_image *top = chain->images[0];
+  const struct vdi_header *h = vdi_image_header (top);
+  const uint32_t *map = vdi_image_map (top);
+  uint32_t entry = vdi_image_map_entry (top, b);
+  CLEANUP_FREE char *block = NULL;
+
+  if (!VDI_BLOCK_IS_ALLOCATED (entry)) {
+    ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&chain->lock);
+
+    entry = map[b];
+    if (!VDI_BLOCK_IS_ALLOCATED (entry)) {
+      const bool whole = lo == 0 && len == h->block_size;
+
+      /* Zeros over a whole block: no data, a ZERO entry. */
+      if (whole && (data == NULL || is_zero (data, len)))
+        return entry == VDI_BLOCK_ZERO ? 0
+          : set_map_entry (chain, b, VDI_BLOCK_ZERO);
+      /* Zeros over part of a block that reads as zeros already. */
+      if (data == NULL &&
+          (entry == VDI_BLOCK_ZERO ||
+           units_read_zero (chain, block_unit (chain, b, lo),
+                            block_unit (chain, b, lo + len - 1), below)))
+        return 0;
+
+      block = malloc (h->block_size);
+      if (block == NULL) {
+        vdi_error ("malloc: %m");
+        return -1;
+      }
+      if (!whole && read_block (chain, b, entry, block, below) == -1)
+        return -1;
+      if (data)
+        memcpy (block + lo, data, len);
+      else
+        memset (block + lo, 0, len);
+      return allocate_block (chain, b, block);
+    }
+  }
+
+  /* The block is allocated: change it in place. */
+  {
+    const uint64_t offset = vdi_header_slot_offset (h, entry) + lo;
+    int fd = vdi_image_fd (top);
+
+    if (data == NULL) {
+      if (fallocate (fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                     offset, len) == 0 ||
+          fallocate (fd, FALLOC_FL_ZERO_RANGE, offset, len) == 0)
+        return 0;
+      block = calloc (1, len);
+      if (block == NULL) {
+        vdi_error ("calloc: %m");
+        return -1;
+      }
+      data = block;
+    }
+    if (vdi_full_pwrite (fd, data, len, offset) == -1) {
+      vdi_error ("%s: pwrite at %" PRIu64 ": %m",
+                 vdi_image_filename (top), offset);
+      return -1;
+    }
+  }
+  return 0;
+}
+
+/* Split [offset, offset + count) at the top image's block edges and
+ * call write_block on each piece.
+ */
+static int
+write_range (struct vdi_chain *chain, const char *data, uint32_t count,
+             uint64_t offset, unsigned flags, const struct vdi_below *below)
+{
+  const uint32_t block_size = vdi_image_header (chain->images[0])->block_size;
+
+  if (begin_change (chain) == -1)
+    return -1;
+
+  while (count > 0) {
+    uint32_t b = offset / block_size;
+    uint32_t lo = offset % block_size;
+    uint32_t len = MIN (count, block_size - lo);
+
+    if (write_block (chain, b, data, lo, len, below) == -1)
+      return -1;
+    if (data)
+      data += len;
+    count -= len;
+    offset += len;
+  }
+
+  if (flags & VDI_WRITE_FUA)
+    return vdi_image_sync (chain->images[0]);
+  return 0;
+}
+
+int
+vdi_chain_pwrite (struct vdi_chain *chain, const void *buf,
+                  uint32_t count, uint64_t offset, unsigned flags,
+                  const struct vdi_below *below)
+{
+  return write_range (chain, buf, count, offset, flags, below);
+}
+
+/* Would zeroing [offset, offset + count) need data written (a partial
+ * block copied up)?  Used to refuse fast zero requests.
+ */
+static bool
+zero_needs_data (const struct vdi_chain *chain, uint32_t count,
+                 uint64_t offset, const struct vdi_below *below)
+{
+  const struct vdi_image *top = chain->images[0];
+  const uint32_t block_size = vdi_image_header (top)->block_size;
+
+  while (count > 0) {
+    uint32_t b = offset / block_size;
+    uint32_t lo = offset % block_size;
+    uint32_t len = MIN (count, block_size - lo);
+    uint32_t entry = vdi_image_map_entry (top, b);
+
+    if (entry == VDI_BLOCK_FREE && len < block_size &&
+        !units_read_zero (chain, block_unit (chain, b, lo),
+                          block_unit (chain, b, lo + len - 1), below))
+      return true;
+    count -= len;
+    offset += len;
+  }
+  return false;
+}
+
+int
+vdi_chain_zero (struct vdi_chain *chain, uint32_t count, uint64_t offset,
+                unsigned flags, const struct vdi_below *below)
+{
+  if ((flags & VDI_ZERO_FAST) && zero_needs_data (chain, count, offset, below)) {
+    errno = ENOTSUP;
+    return -1;
+  }
+  return write_range (chain, NULL, count, offset, flags, below);
+}
+
+int
+vdi_chain_flush (struct vdi_chain *chain)
+{
+  struct vdi_image *top = chain->images[0];
+
+  if (!vdi_image_is_writable (top))
+    return 0;
+  {
+    ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&chain->lock);
+
+    if (chain->dirty) {
+      chain->dirty = false;
+      if (vdi_uuid_generate (&vdi_image_header_for_update (top)->uuid_modify)
+          == -1 ||
+          vdi_image_write_header (top) == -1)
+        return -1;
+    }
+  }
+  return vdi_image_sync (top);
+}
