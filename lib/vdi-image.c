@@ -191,8 +191,8 @@ vdi_image_make_writable (struct vdi_image *img)
     goto err;
   }
   close (fd);
-  img->writable = true;
-  return check_writable (img);
+  __atomic_store_n (&img->writable, true, __ATOMIC_RELEASE);
+  return 0;
 
  err:
   close (fd);
@@ -307,10 +307,11 @@ vdi_image_map_entry (const struct vdi_image *img, uint32_t i)
   return __atomic_load_n (&img->map[i], __ATOMIC_ACQUIRE);
 }
 
+/* Atomic: vdi_image_make_writable changes it while others read. */
 bool
 vdi_image_is_writable (const struct vdi_image *img)
 {
-  return img->writable;
+  return __atomic_load_n (&img->writable, __ATOMIC_ACQUIRE);
 }
 
 struct vdi_header *

@@ -49,10 +49,10 @@ static bool force_readonly;     /* readonly= */
 static struct vbox_registry *registry;
 static struct vdi_chain *chain;
 static char *description;
-/* Whether clients may write: the top image is opened for writing by
- * the first connection that is not read-only, so that a server run
- * with -r, or under the vdidiff filter (which opens the plugin
- * read-only), never locks others out of the image.
+/* Whether clients may write.  The top image is opened for writing
+ * (which takes the exclusive lock) at the first write, so that servers
+ * that only ever read, whether run with -r, under the vdidiff filter,
+ * or just never asked to write, share the image with other readers.
  */
 static bool writable;
 static pthread_mutex_t writable_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -469,12 +469,26 @@ vdi_get_ready (void)
 static void *
 vdi_open (int readonly)
 {
-  if (!readonly && writable) {
-    ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&writable_lock);
-    if (vdi_image_make_writable (vdi_chain_image (chain, 0)) == -1)
-      return NULL;
-  }
   return NBDKIT_HANDLE_NOT_NEEDED;
+}
+
+/* Before every change: open the top image for writing if this is the
+ * first.  If another process has the image open, the write fails and
+ * the error says the image is in use.
+ */
+static int
+begin_write (void)
+{
+  struct vdi_image *top = vdi_chain_image (chain, 0);
+
+  if (vdi_image_is_writable (top))
+    return 0;
+  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&writable_lock);
+  if (vdi_image_make_writable (top) == -1) {
+    errno = EROFS;
+    return -1;
+  }
+  return 0;
 }
 
 /* Reads are pread on file descriptors shared by every connection and
@@ -569,6 +583,8 @@ static int
 vdi_pwrite (void *handle, const void *buf, uint32_t count, uint64_t offset,
             uint32_t flags)
 {
+  if (begin_write () == -1)
+    return -1;
   return vdi_chain_pwrite (chain, buf, count, offset, write_flags (flags),
                            NULL);
 }
@@ -576,6 +592,8 @@ vdi_pwrite (void *handle, const void *buf, uint32_t count, uint64_t offset,
 static int
 vdi_zero (void *handle, uint32_t count, uint64_t offset, uint32_t flags)
 {
+  if (begin_write () == -1)
+    return -1;
   return vdi_chain_zero (chain, count, offset, write_flags (flags), NULL);
 }
 
@@ -585,6 +603,8 @@ vdi_zero (void *handle, uint32_t count, uint64_t offset, uint32_t flags)
 static int
 vdi_trim (void *handle, uint32_t count, uint64_t offset, uint32_t flags)
 {
+  if (begin_write () == -1)
+    return -1;
   return vdi_chain_zero (chain, count, offset,
                          write_flags (flags & NBDKIT_FLAG_FUA), NULL);
 }
