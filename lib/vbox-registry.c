@@ -1486,6 +1486,18 @@ vbox_registry_find_uuid (const struct vbox_registry *reg,
   return lookup (reg, uuid);
 }
 
+size_t
+vbox_registry_nr_children (const struct vbox_registry *reg,
+                           const struct vbox_medium *medium)
+{
+  size_t i, n = 0;
+
+  for (i = 0; i < reg->nr_media; ++i)
+    if (reg->media[i]->parent == medium)
+      n++;
+  return n;
+}
+
 const struct vbox_medium *
 vbox_registry_find_location (const struct vbox_registry *reg,
                              const char *path)
@@ -1565,8 +1577,29 @@ vbox_machine_find_snapshot (const struct vbox_machine *machine,
                len >= sizeof list ? "..." : "");
     return NULL;
   }
-  vdi_error ("%s: machine \"%s\" has no snapshot named or with UUID \"%s\"",
+  if (machine->nr_snapshots == 0) {
+    vdi_error ("%s: machine \"%s\" has no snapshots, so none is named or "
+               "has the UUID \"%s\"",
+               machine->filename, clean_text (machine->name, nbuf, sizeof nbuf),
+               clean_text (name_or_uuid, buf, sizeof buf));
+    return NULL;
+  }
+  /* Say what there is: names and UUIDs, as much as fits in list. */
+  len = 0;
+  for (i = 0; i < machine->nr_snapshots && len < sizeof list; ++i) {
+    char sbuf[VBOX_MSG_TEXT_MAX];
+    int w = snprintf (list + len, sizeof list - len, "%s\"%s\" {%s}",
+                      i > 0 ? ", " : "",
+                      clean_text (machine->snapshots[i].name,
+                                  sbuf, sizeof sbuf),
+                      vdi_uuid_format (&machine->snapshots[i].uuid, ubuf));
+    len += w > 0 ? (size_t) w : 0;
+  }
+  vdi_error ("%s: machine \"%s\" has no snapshot named or with UUID \"%s\"; "
+             "its %zu snapshot%s: %s%s",
              machine->filename, clean_text (machine->name, nbuf, sizeof nbuf),
-             clean_text (name_or_uuid, buf, sizeof buf));
+             clean_text (name_or_uuid, buf, sizeof buf),
+             machine->nr_snapshots, machine->nr_snapshots == 1 ? "" : "s",
+             list, len >= sizeof list ? "..." : "");
   return NULL;
 }

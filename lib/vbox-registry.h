@@ -70,6 +70,11 @@ extern const struct vbox_medium *
 vbox_registry_find_uuid (const struct vbox_registry *reg,
                          const struct vdi_uuid *uuid)
   __attribute__ ((__nonnull__ (1, 2)));
+/* How many differencing children the registry gives medium. */
+extern size_t vbox_registry_nr_children (const struct vbox_registry *reg,
+                                         const struct vbox_medium *medium)
+  __attribute__ ((__nonnull__ (1, 2)));
+
 /* Match by absolute path (both sides through realpath when the file
  * exists, else by string).
  */

@@ -22,10 +22,12 @@
 #include <string.h>
 #include <strings.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <dirent.h>
 #include <libgen.h>
 #include <limits.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "cleanup.h"
 
@@ -35,7 +37,14 @@
 /* A VDI file seen while scanning folders. */
 struct candidate {
   struct vdi_uuid uuid;
-  char *path;                   /* realpath */
+  char *path;                   /* in a folder that went through realpath */
+  dev_t dev;                    /* the file itself: a symlink or hard link */
+  ino_t ino;                    /* to a file already seen is the same file */
+  /* A VDI file that does not open: its header decodes (so its UUID is
+   * known) but does not validate.  Never used as a parent, only named
+   * when it is the parent wanted.
+   */
+  bool broken;
 };
 
 struct finder {
@@ -68,7 +77,8 @@ has_vdi_suffix (const char *name)
 }
 
 static int
-add_candidate (struct finder *f, const struct vdi_uuid *uuid, char *path)
+add_candidate (struct finder *f, const struct vdi_uuid *uuid, char *path,
+               const struct stat *st, bool broken)
 {
   struct candidate *c;
 
@@ -80,12 +90,43 @@ add_candidate (struct finder *f, const struct vdi_uuid *uuid, char *path)
   f->candidates = c;
   c[f->nr_candidates].uuid = *uuid;
   c[f->nr_candidates].path = path;
+  c[f->nr_candidates].dev = st->st_dev;
+  c[f->nr_candidates].ino = st->st_ino;
+  c[f->nr_candidates].broken = broken;
   f->nr_candidates++;
   return 0;
 }
 
+/* The create UUID of a file that vdi_image_open refused, if its
+ * header decodes at all.  Quiet.
+ */
+static bool
+decode_broken (const char *path, struct vdi_uuid *uuid)
+{
+  uint8_t buf[VDI_HEADER_READ_SIZE];
+  struct vdi_header h;
+  ssize_t len;
+  bool was_quiet, ok;
+  int fd;
+
+  fd = open (path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+  if (fd == -1)
+    return false;
+  len = pread (fd, buf, sizeof buf, 0);
+  close (fd);
+  if (len <= 0)
+    return false;
+  was_quiet = vdi_quiet (true);
+  ok = vdi_header_decode (path, buf, len, &h) == 0;
+  vdi_quiet (was_quiet);
+  if (ok)
+    *uuid = h.uuid_create;
+  return ok;
+}
+
 /* Read the header of every VDI file in dir, once per folder.  Files
- * that are not valid VDI images are skipped (with a debug message).
+ * that are not valid VDI images are skipped (with a debug message);
+ * those whose header decodes are remembered as broken.
  */
 static int
 scan_folder (struct finder *f, const char *dir)
@@ -137,10 +178,21 @@ scan_folder (struct finder *f, const char *dir)
     img = vdi_image_open (path, VDI_OPEN_HEADER_ONLY);
     vdi_quiet (was_quiet);
     if (img == NULL) {
-      free (path);
+      struct vdi_uuid uuid;
+
+      if (decode_broken (path, &uuid)) {
+        if (add_candidate (f, &uuid, path, &st, true) == -1) {
+          free (path);
+          closedir (d);
+          return -1;
+        }
+      }
+      else
+        free (path);
       continue;
     }
-    if (add_candidate (f, &vdi_image_header (img)->uuid_create, path) == -1) {
+    if (add_candidate (f, &vdi_image_header (img)->uuid_create, path,
+                       &st, false) == -1) {
       vdi_image_close (img);
       free (path);
       closedir (d);
@@ -190,32 +242,85 @@ searched_folders (const struct finder *f)
   return s;
 }
 
+/* Scan the folders where the parent of child may be: its own, the
+ * one above, the user's.
+ */
+static int
+scan_for_parent (struct finder *f, const struct vdi_image *child)
+{
+  size_t i;
+
+  if (scan_around (f, vdi_image_filename (child)) == -1)
+    return -1;
+  for (i = 0; i < f->search->nr_dirs; ++i)
+    if (scan_folder (f, f->search->dirs[i]) == -1)
+      return -1;
+  return 0;
+}
+
+/* The candidate with this UUID, or NULL.  If two different files
+ * have it, *other is the second one.  Broken files count only if
+ * broken is true.
+ */
+static const struct candidate *
+find_candidate (const struct finder *f, const struct vdi_uuid *want,
+                bool broken, const struct candidate **other)
+{
+  const struct candidate *found = NULL;
+  size_t i;
+
+  *other = NULL;
+  for (i = 0; i < f->nr_candidates; ++i) {
+    const struct candidate *c = &f->candidates[i];
+
+    if (!vdi_uuid_equal (&c->uuid, want) || c->broken != broken)
+      continue;
+    if (found == NULL)
+      found = c;
+    else if (found->dev != c->dev || found->ino != c->ino) {
+      *other = c;
+      break;
+    }
+  }
+  return found;
+}
+
 /* Find the file of the parent of child by scanning folders. */
 static char *
 find_parent_in_folders (struct finder *f, const struct vdi_image *child)
 {
   const struct vdi_uuid *want = &vdi_image_header (child)->uuid_linkage;
   char uuid[VDI_UUID_STRLEN];
-  const char *found = NULL;
-  size_t i;
+  const struct candidate *found, *other;
+  char *r;
 
-  if (scan_around (f, vdi_image_filename (child)) == -1)
+  if (scan_for_parent (f, child) == -1)
     return NULL;
-  for (i = 0; i < f->search->nr_dirs; ++i)
-    if (scan_folder (f, f->search->dirs[i]) == -1)
-      return NULL;
 
-  for (i = 0; i < f->nr_candidates; ++i) {
-    if (!vdi_uuid_equal (&f->candidates[i].uuid, want))
-      continue;
-    if (found && strcmp (found, f->candidates[i].path) != 0) {
-      vdi_error ("%s: parent %s is ambiguous: %s and %s both have this "
-                 "UUID (use registry= to choose)",
-                 vdi_image_filename (child), vdi_uuid_format (want, uuid),
-                 found, f->candidates[i].path);
-      return NULL;
+  found = find_candidate (f, want, false, &other);
+  if (other) {
+    vdi_error ("%s: parent %s is ambiguous: %s and %s both have this "
+               "UUID (use registry= to choose)",
+               vdi_image_filename (child), vdi_uuid_format (want, uuid),
+               found->path, other->path);
+    return NULL;
+  }
+  if (found == NULL && (found = find_candidate (f, want, true, &other))) {
+    /* The parent is there but broken: let it say why, in one error
+     * line naming it (and the child in a debug line).
+     */
+    struct vdi_image *img;
+
+    vdi_debug ("%s: parent %s is %s, which does not open",
+               vdi_image_filename (child), vdi_uuid_format (want, uuid),
+               found->path);
+    img = vdi_image_open (found->path, 0);
+    if (img) {                  /* it was changed meanwhile */
+      vdi_image_close (img);
+      vdi_error ("%s: parent %s (%s) changed while it was read",
+                 vdi_image_filename (child), uuid, found->path);
     }
-    found = f->candidates[i].path;
+    return NULL;
   }
   if (found == NULL) {
     CLEANUP_FREE char *where = searched_folders (f);
@@ -226,7 +331,10 @@ find_parent_in_folders (struct finder *f, const struct vdi_image *child)
                where ? where : "its folders");
     return NULL;
   }
-  return strdup (found);
+  r = strdup (found->path);
+  if (r == NULL)
+    vdi_error ("strdup: %m");
+  return r;
 }
 
 /* Find the file of the parent of child in the registry. */
@@ -237,6 +345,7 @@ find_parent_in_registry (struct finder *f, const struct vdi_image *child)
   const struct vdi_header *h = vdi_image_header (child);
   const struct vbox_medium *medium, *parent;
   char a[VDI_UUID_STRLEN], b[VDI_UUID_STRLEN], c[VDI_UUID_STRLEN];
+  char *r;
 
   medium = vbox_registry_find_uuid (reg, &h->uuid_create);
   if (medium && medium->parent &&
@@ -251,9 +360,10 @@ find_parent_in_registry (struct finder *f, const struct vdi_image *child)
 
   parent = vbox_registry_find_uuid (reg, &h->uuid_linkage);
   if (parent == NULL) {
-    vdi_error ("%s: parent %s is not in the media registry",
+    vdi_error ("%s: parent %s is not in the media registry%s%s",
                vdi_image_filename (child),
-               vdi_uuid_format (&h->uuid_linkage, a));
+               vdi_uuid_format (&h->uuid_linkage, a),
+               medium ? " " : "", medium ? medium->registry_file : "");
     return NULL;
   }
   if (strcasecmp (parent->format, "VDI") != 0) {
@@ -263,7 +373,76 @@ find_parent_in_registry (struct finder *f, const struct vdi_image *child)
                parent->format);
     return NULL;
   }
-  return strdup (parent->location);
+  /* Say which medium the missing file is, not only "open: No such
+   * file" about a name the user may never have seen.
+   */
+  if (access (parent->location, F_OK) == -1) {
+    vdi_error ("%s: parent %s is at %s in the media registry %s: %m",
+               vdi_image_filename (child),
+               vdi_uuid_format (&parent->uuid, a), parent->location,
+               parent->registry_file);
+    return NULL;
+  }
+  r = strdup (parent->location);
+  if (r == NULL)
+    vdi_error ("strdup: %m");
+  return r;
+}
+
+/* VirtualBox refuses a fixed image anywhere but at the base of a
+ * chain.  A fixed image that ends the chain but has a parent UUID is
+ * either a base image with a leftover linkage, which VirtualBox
+ * ignores (so do we), or an image in the middle of a chain whose
+ * parent exists.  With a registry, the registry says which: a medium
+ * nested in another has a parent, a top-level one is a base (an
+ * image not in the registry has a parent if its parent UUID is
+ * registered).  Without one, it has a parent if a file with that
+ * UUID is in the folders searched.  The second case is an error.
+ */
+static int
+check_fixed_base (struct finder *f, const struct vdi_image *img)
+{
+  const struct vdi_header *h = vdi_image_header (img);
+  const struct vdi_uuid *parent_uuid = &h->uuid_linkage;
+  const char *parent_file = NULL;
+  char a[VDI_UUID_STRLEN];
+
+  if (h->type != VDI_TYPE_FIXED || vdi_uuid_is_null (&h->uuid_linkage))
+    return 0;
+
+  if (f->search->registry) {
+    const struct vbox_medium *medium, *parent;
+
+    medium = vbox_registry_find_uuid (f->search->registry, &h->uuid_create);
+    parent = medium ? medium->parent
+      : vbox_registry_find_uuid (f->search->registry, &h->uuid_linkage);
+    if (parent) {
+      parent_uuid = &parent->uuid;
+      parent_file = parent->location;
+    }
+  }
+  else {
+    const struct candidate *found, *other;
+
+    if (scan_for_parent (f, img) == -1)
+      return -1;
+    found = find_candidate (f, &h->uuid_linkage, false, &other);
+    if (found)
+      parent_file = found->path;
+  }
+
+  if (parent_file) {
+    vdi_error ("%s: a fixed image can only be the base of a chain, but "
+               "this one has the parent %s (%s)",
+               vdi_image_filename (img), vdi_uuid_format (parent_uuid, a),
+               parent_file);
+    return -1;
+  }
+  if (f->search->registry == NULL)
+    vdi_debug ("%s: fixed image with a parent UUID %s that is nowhere: "
+               "taken as a base, as VirtualBox does",
+               vdi_image_filename (img), vdi_uuid_format (parent_uuid, a));
+  return 0;
 }
 
 static bool
@@ -328,6 +507,9 @@ vdi_chain_open (const char *filename, unsigned top_flags,
     vdi_debug ("%s: parent %s is %s", vdi_image_filename (child),
                vdi_uuid_format (linkage, a), parent_path);
   }
+
+  if (check_fixed_base (&f, images[n - 1]) == -1)
+    goto err;
 
   finder_free (&f);
   return vdi_chain_new (images, n);

@@ -378,8 +378,11 @@ select_top_image (char **top, const struct vbox_medium **medium)
   }
 
   if (*medium && strcasecmp ((*medium)->format, "VDI") != 0) {
-    nbdkit_error ("%s: medium %s has format %s, which is not supported "
-                  "(only VDI)", (*medium)->registry_file,
+    char uuid[VDI_UUID_STRLEN];
+
+    nbdkit_error ("%s: medium %s (%s) has format %s, which is not "
+                  "supported (only VDI)", (*medium)->registry_file,
+                  vdi_uuid_format (&(*medium)->uuid, uuid),
                   (*medium)->location, (*medium)->format);
     return -1;
   }
@@ -407,6 +410,9 @@ readonly_reason (const struct vbox_medium *medium)
     return "it is the state of a snapshot";
   if (h->version == VDI_VERSION_0)
     return "version 0 images are only read";
+  /* Writing to a parent would change what every child shows. */
+  if (medium && vbox_registry_nr_children (registry, medium) > 0)
+    return "it has differencing images in the media registry";
   if (medium && medium->type && (strcmp (medium->type, "Immutable") == 0 ||
                                  strcmp (medium->type, "MultiAttach") == 0 ||
                                  strcmp (medium->type, "Readonly") == 0))

@@ -67,10 +67,17 @@ writes the same bytes.  Use a different seed for each layer of a chain.
 --corrupt KIND writes a deliberately broken image (see --list-corrupt);
 --set FIELD=VALUE overwrites one header field after the layout is made.
 
+--machine FOLDER --spec SPEC.json --model DIR writes a whole VirtualBox
+machine folder instead: a .vbox settings file (nested HardDisk
+elements, Snapshot elements, attachments), each disk's base image and
+its differencing children as Snapshots/{uuid}.vdi, every image made as
+above and its model in DIR (see make-vdi.py --machine X --help).
+
 Only the Python standard library is used.
 """
 
 import argparse
+import json
 import os
 import random
 import struct
@@ -757,8 +764,8 @@ def parse_args(argv):
     return args
 
 
-def main(argv):
-    args = parse_args(argv)
+def make_one(args):
+    """Write the image (and what was asked of the model) for parsed args."""
     img = Image(args)
     if args.corrupt:
         corrupt_apply(args.corrupt, img)
@@ -778,6 +785,325 @@ def main(argv):
             print("%d %d %s" % (o, n, k), file=out)
         if out is not sys.stdout:
             out.close()
+    return img
+
+
+# --- a whole VirtualBox machine folder (--machine) --------------------------
+
+MACHINE_DOC = """Write a whole VirtualBox machine folder from a JSON spec, as
+VirtualBox lays it out, together with the model of every image:
+
+  make-vdi.py --machine FOLDER --spec SPEC.json --model DIR [--models top]
+
+FOLDER gets NAME.vbox, each disk's base image FOLDER/NAME-diskN.vdi (or
+"file") and its differencing children FOLDER/Snapshots/{uuid}.vdi
+(lowercase, braces included, as VirtualBox names implicit diffs).  The
+.vbox nests the children's HardDisk elements under their parents, and
+has one Snapshot per layer below the top: snapshot k (nested in k-1)
+has layer k of each disk attached, the current state the top layer;
+currentSnapshot is the last one.  A DVD is attached before the disks
+(it must not count as a disk).
+
+Every layer is made by the same code as a single image (so its model
+is the one --expect and --print-extents give): DIR/dD.lL.raw is what
+the guest sees of disk D served with layer L on top, DIR/dD.lL.extents
+its data/zero runs.  DIR/media lists "D L UUID MODIFY-UUID PATH" for
+every image, DIR/snapshots "K UUID NAME" (NAME may hold spaces),
+DIR/machine "UUID PATH-OF-VBOX".  --models top keeps only the .raw of
+each disk's top layer (for deep chains).
+
+The spec (every key optional except "disks"):
+  {"name": "Deb", "seed": "s", "vbox": "Deb.vbox" (null: none),
+   "version": "1.19-linux", "namespace": "http://www.virtualbox.org/",
+   "snapshot_folder": "Snapshots", "snapshots": N (default: one per
+   layer below the top; 0 or false: none), "snapshot_names": [...],
+   "storage_in_hardware": true (StorageControllers inside Hardware, as
+   newer VirtualBox writes; false: directly in Machine and Snapshot),
+   "global": "PATH/VirtualBox.xml" (also write a global registry, with
+   absolute locations), "media_in": "machine" | "global" | "both",
+   "disks": [{"name": ..., "file": "base.vdi", "type": "Normal",
+              "attach": true,
+              "layers": [{"size": "8M", "block_size": "1M",
+                          "blocks": "DZF...", "weights": "4,1,2,3",
+                          "shuffle": false, "header": "1.1+",
+                          "align": "1M", "seed": ..., "uuid": ...,
+                          "file": "other/place.vdi",
+                          "args": ["--uuid-linkage", "..."],
+                          "xml": {"uuid": "{...}", "format": "VMDK",
+                                  "location": "...", "attr": null},
+                          "in_registry": true}, ...]}]}
+A layer's "args" are more make-vdi.py options for that image (after the
+ones above); its "xml" changes the attributes of its HardDisk element
+(null removes one).  Sizes are strings ("8M+512") or numbers.  Layer 0
+is the base (4M by default); later layers are differencing images of
+the one before, of the same size unless "size" says otherwise.
+"""
+
+
+def xml_escape(text):
+    return (str(text).replace("&", "&amp;").replace("<", "&lt;")
+            .replace(">", "&gt;").replace('"', "&quot;"))
+
+
+def xml_attrs(attrs):
+    return "".join(' %s="%s"' % (k, xml_escape(v))
+                   for k, v in attrs.items() if v is not None)
+
+
+def braced(u):
+    return "{%s}" % u
+
+
+class Layer:
+    pass
+
+
+def machine_layers(spec, folder, model, models):
+    """Write every image; return [[Layer]] per disk."""
+    seed = str(spec.get("seed", "machine"))
+    name = spec.get("name", os.path.basename(folder))
+    snap_folder = spec.get("snapshot_folder", "Snapshots")
+    disks = []
+    for d, disk in enumerate(spec["disks"]):
+        layers = []
+        for l, ls in enumerate(disk["layers"]):
+            L = Layer()
+            L.disk, L.index, L.spec = d, l, ls
+            lseed = str(ls.get("seed", "%s/d%d/l%d" % (seed, d, l)))
+            L.uuid = str(uuid.UUID(ls["uuid"].strip("{}"))) if "uuid" in ls \
+                else random_uuid(random.Random("machine-create/" + lseed))
+            if "file" in ls:
+                rel = ls["file"]
+            elif l == 0:
+                rel = disk.get("file", "%s-disk%d.vdi" % (name, d))
+            else:
+                rel = os.path.join(snap_folder, "{%s}.vdi" % L.uuid)
+            L.location = rel
+            L.path = os.path.join(folder, rel)
+            os.makedirs(os.path.dirname(L.path), exist_ok=True)
+            L.raw = os.path.join(model, "d%d.l%d.raw" % (d, l))
+            L.extents = os.path.join(model, "d%d.l%d.extents" % (d, l))
+            argv = [L.path, "--seed", lseed, "--uuid-create", L.uuid,
+                    "--header", str(ls.get("header", "1.1+")),
+                    "--align", str(ls.get("align", "1M")),
+                    "--block-size", str(ls.get("block_size", "1M"))]
+            if "size" in ls:
+                argv += ["--size", str(ls["size"])]
+            if "blocks" in ls:
+                argv += ["--blocks", ls["blocks"]]
+            if "weights" in ls:
+                argv += ["--weights", ls["weights"]]
+            if ls.get("shuffle"):
+                argv.append("--shuffle")
+            if l > 0:
+                argv += ["--parent", layers[-1].path]
+            argv += [str(a) for a in ls.get("args", [])]
+            args = parse_args(argv)
+            args.expect = L.raw
+            args.print_extents = L.extents
+            if l > 0 and args.type == TYPES["diff"]:
+                args.parent_expect = layers[-1].raw
+                args.parent_extents = layers[-1].extents
+            img = make_one(args)
+            L.modify = img.uuids["uuidModify"]
+            if models == "top" and l > 0:
+                os.remove(layers[-1].raw)
+            layers.append(L)
+        disks.append(layers)
+    return disks
+
+
+def hard_disk_xml(disk_spec, layers, absolute):
+    """Nested HardDisk elements of one disk's chain, as lines."""
+    lines, depth = [], 0
+    for L in layers:
+        if not L.spec.get("in_registry", True):
+            continue
+        attrs = {"uuid": braced(L.uuid),
+                 "location": L.path if absolute else L.location,
+                 "format": "VDI"}
+        if depth == 0:
+            attrs["type"] = disk_spec.get("type", "Normal")
+        for k, v in L.spec.get("xml", {}).items():
+            attrs[k] = v
+        lines.append("  " * (depth + 4) + "<HardDisk%s>" % xml_attrs(attrs))
+        depth += 1
+    for depth in range(depth - 1, -1, -1):
+        lines.append("  " * (depth + 4) + "</HardDisk>")
+    return lines
+
+
+def media_registry_xml(spec, disks, absolute, indent):
+    pad = "  " * indent
+    lines = [pad + "<MediaRegistry>", pad + "  <HardDisks>"]
+    for d, layers in enumerate(disks):
+        for line in hard_disk_xml(spec["disks"][d], layers, absolute):
+            lines.append(line)
+    lines += [pad + "  </HardDisks>", pad + "  <DVDImages>",
+              pad + '    <Image uuid="%s" location="%s"/>'
+              % (braced(spec["_dvd_uuid"]), "/nonexistent/install.iso"),
+              pad + "  </DVDImages>", pad + "  <FloppyImages/>",
+              pad + "</MediaRegistry>"]
+    return lines
+
+
+def controllers_xml(spec, images, pad):
+    lines = [pad + "<StorageControllers>",
+             pad + '  <StorageController name="SATA" type="AHCI" '
+             'PortCount="30" useHostIOCache="false" Bootable="true">',
+             pad + '    <AttachedDevice passthrough="false" type="DVD" '
+             'hotpluggable="false" port="0" device="0">',
+             pad + '      <Image uuid="%s"/>' % braced(spec["_dvd_uuid"]),
+             pad + "    </AttachedDevice>"]
+    for port, u in enumerate(images, start=1):
+        lines += [pad + '    <AttachedDevice type="HardDisk" '
+                  'hotpluggable="false" port="%d" device="0">' % port,
+                  pad + '      <Image uuid="%s"/>' % braced(u),
+                  pad + "    </AttachedDevice>"]
+    lines += [pad + "  </StorageController>", pad + "</StorageControllers>"]
+    return lines
+
+
+def hardware_and_controllers_xml(spec, images, pad):
+    hw = [pad + "<Hardware>",
+          pad + '  <CPU count="1"/>',
+          pad + '  <Memory RAMSize="1024"/>']
+    ctl = controllers_xml(spec, images, pad + ("  " if spec.get(
+        "storage_in_hardware", True) else ""))
+    if spec.get("storage_in_hardware", True):
+        return hw + ctl + [pad + "</Hardware>"]
+    return hw + [pad + "</Hardware>"] + ctl
+
+
+def attached(spec, disks, k):
+    """The UUIDs attached at snapshot k (None: the current state)."""
+    out = []
+    for d, layers in enumerate(disks):
+        if not spec["disks"][d].get("attach", True):
+            continue
+        i = len(layers) - 1 if k is None else min(k, len(layers) - 1)
+        out.append(layers[i].uuid)
+    return out
+
+
+def machine_main(argv):
+    p = argparse.ArgumentParser(
+        prog="make-vdi.py --machine",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=MACHINE_DOC)
+    p.add_argument("--machine", required=True, metavar="FOLDER")
+    p.add_argument("--spec", required=True,
+                   help="the JSON spec, or - for stdin")
+    p.add_argument("--model", required=True, metavar="DIR")
+    p.add_argument("--models", choices=["all", "top"], default="all")
+    args = p.parse_args(argv)
+
+    spec = json.load(sys.stdin if args.spec == "-" else open(args.spec))
+    if not spec.get("disks"):
+        die("--machine: the spec has no disks")
+    folder = os.path.abspath(args.machine)
+    model = os.path.abspath(args.model)
+    os.makedirs(folder, exist_ok=True)
+    os.makedirs(model, exist_ok=True)
+    seed = str(spec.get("seed", "machine"))
+    rng = random.Random("machine/%s" % seed)
+    name = spec.get("name", os.path.basename(folder))
+    machine_uuid = random_uuid(rng)
+    spec["_dvd_uuid"] = random_uuid(rng)
+
+    disks = machine_layers(spec, folder, model, args.models)
+
+    with open(os.path.join(model, "media"), "w") as f:
+        for layers in disks:
+            for L in layers:
+                f.write("%d %d %s %s %s\n" % (L.disk, L.index, L.uuid,
+                                              L.modify, L.path))
+
+    depth = max(len(layers) for layers in disks)
+    n_snap = spec.get("snapshots", depth - 1)
+    n_snap = int(n_snap or 0)
+    names = spec.get("snapshot_names", [])
+    snaps = []
+    for k in range(n_snap):
+        snaps.append((random_uuid(rng),
+                      names[k] if k < len(names) else "Snapshot %d" % (k + 1)))
+    with open(os.path.join(model, "snapshots"), "w") as f:
+        for k, (u, n) in enumerate(snaps):
+            f.write("%d %s %s\n" % (k, u, n))
+
+    media_in = spec.get("media_in",
+                        "global" if spec.get("global") else "machine")
+    ns = spec.get("namespace", "http://www.virtualbox.org/")
+    version = spec.get("version", "1.19-linux")
+    vbox = spec.get("vbox", "%s.vbox" % name)
+    vbox_path = os.path.join(folder, vbox) if vbox else ""
+
+    if vbox:
+        mattrs = {"uuid": braced(machine_uuid), "name": name,
+                  "OSType": "Debian_64",
+                  "currentSnapshot": braced(snaps[-1][0]) if snaps else None,
+                  "snapshotFolder": spec.get("snapshot_folder", "Snapshots"),
+                  "lastStateChange": "2024-05-01T10:00:00Z"}
+        lines = ['<?xml version="1.0"?>',
+                 "<!--",
+                 "** DO NOT EDIT THIS FILE.",
+                 "** Written by make-vdi.py (machine mode) for the nbdkit-vdi "
+                 "tests.",
+                 "-->",
+                 '<VirtualBox xmlns="%s" version="%s">' % (ns, version),
+                 "  <Machine%s>" % xml_attrs(mattrs)]
+        if media_in in ("machine", "both"):
+            lines += media_registry_xml(spec, disks, False, 2)
+        lines += hardware_and_controllers_xml(spec, attached(spec, disks,
+                                                             None), "    ")
+        # Snapshots, nested: snapshot k holds snapshot k + 1.
+        close = []
+        for k, (u, n) in enumerate(snaps):
+            pad = "    " + "    " * k
+            lines.append(pad + '<Snapshot uuid="%s" name="%s" '
+                         'timeStamp="2024-04-%02dT09:00:00Z">'
+                         % (braced(u), xml_escape(n), 1 + k % 28))
+            lines += hardware_and_controllers_xml(
+                spec, attached(spec, disks, k), pad + "  ")
+            close.append(pad + "</Snapshot>")
+            if k + 1 < len(snaps):
+                lines.append(pad + "  <Snapshots>")
+                close.append(pad + "  </Snapshots>")
+        # Close in the reverse order of opening.
+        lines += close[::-1]
+        lines += ["  </Machine>", "</VirtualBox>"]
+        with open(vbox_path, "w") as f:
+            f.write("\n".join(lines) + "\n")
+
+    if spec.get("global"):
+        gpath = os.path.abspath(spec["global"])
+        os.makedirs(os.path.dirname(gpath), exist_ok=True)
+        lines = ['<?xml version="1.0"?>',
+                 '<VirtualBox xmlns="%s" version="%s">' % (ns, version),
+                 "  <Global>",
+                 "    <ExtraData/>",
+                 "    <MachineRegistry>"]
+        if vbox:
+            lines.append('      <MachineEntry uuid="%s" src="%s"/>'
+                         % (braced(machine_uuid), xml_escape(vbox_path)))
+        lines.append("    </MachineRegistry>")
+        if media_in in ("global", "both"):
+            lines += media_registry_xml(spec, disks, True, 2)
+        lines += ['    <SystemProperties defaultMachineFolder="%s"/>'
+                  % xml_escape(os.path.dirname(folder)),
+                  "  </Global>", "</VirtualBox>"]
+        with open(gpath, "w") as f:
+            f.write("\n".join(lines) + "\n")
+
+    with open(os.path.join(model, "machine"), "w") as f:
+        f.write("%s %s\n" % (machine_uuid, vbox_path))
+
+
+def main(argv):
+    if "--machine" in argv:
+        machine_main(argv)
+    else:
+        make_one(parse_args(argv))
 
 
 if __name__ == "__main__":

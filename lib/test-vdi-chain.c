@@ -1,0 +1,971 @@
+/* nbdkit-vdi
+ * Copyright the nbdkit-vdi authors
+ * SPDX-License-Identifier: BSD-3-Clause
+ */
+
+/* Unit tests of how chains are put together: the link checks of
+ * vdi_chain_new (vdi-chain.c) and the parent discovery of
+ * vdi_chain_open (vdi-find.c), as vdi-format.md section 2.2 and the
+ * design describe them.
+ *
+ * Images are small (128 KiB blocks), written by test-common.c's
+ * test_write_image and moved into a folder tree of their own
+ * (MACHINE/base.vdi, MACHINE/Snapshots/child.vdi, ...) so that the
+ * folder scanning sees exactly what each test puts there.  Each data
+ * slot of image number n is filled with byte n, so a read through the
+ * chain shows which image answered.
+ */
+
+#include <config.h>
+
+#undef NDEBUG
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <stdint.h>
+#include <inttypes.h>
+#include <string.h>
+#include <assert.h>
+#include <errno.h>
+#include <unistd.h>
+#include <ftw.h>
+#include <limits.h>
+#include <sys/stat.h>
+
+#include <CUnit/Basic.h>
+
+#include "vdi.h"
+#include "vbox-registry.h"
+#include "test-common.h"
+
+#define KiB 1024
+#define BS (128 * KiB)
+
+/* The folder tree of the current test. */
+static char *top_dir;
+
+static void
+dir_make (void)
+{
+  const char *tmp = getenv ("TMPDIR");
+
+  if (tmp == NULL || *tmp == '\0')
+    tmp = "/tmp";
+  free (top_dir);
+  if (asprintf (&top_dir, "%s/test-vdi-chain-XXXXXX", tmp) == -1 ||
+      mkdtemp (top_dir) == NULL) {
+    perror ("mkdtemp");
+    exit (EXIT_FAILURE);
+  }
+  /* The scanner reports folders through realpath: use that form. */
+  {
+    char *real = realpath (top_dir, NULL);
+
+    assert (real != NULL);
+    free (top_dir);
+    top_dir = real;
+  }
+}
+
+static int
+remove_one (const char *path, const struct stat *st, int flag,
+            struct FTW *ftw)
+{
+  remove (path);
+  return 0;
+}
+
+static void
+dir_remove (void)
+{
+  if (top_dir) {
+    nftw (top_dir, remove_one, 16, FTW_DEPTH | FTW_PHYS);
+    free (top_dir);
+    top_dir = NULL;
+  }
+}
+
+/* top_dir/rel, in a static buffer (one of a few in turn). */
+static const char *
+at (const char *rel)
+{
+  static char bufs[8][PATH_MAX];
+  static unsigned next;
+  char *buf = bufs[next++ % 8];
+
+  snprintf (buf, PATH_MAX, "%s/%s", top_dir, rel);
+  return buf;
+}
+
+static void
+mkdirs (const char *rel)
+{
+  char path[PATH_MAX], *p;
+
+  snprintf (path, sizeof path, "%s/%s", top_dir, rel);
+  for (p = path + strlen (top_dir) + 1; *p; ++p) {
+    if (*p == '/') {
+      *p = '\0';
+      mkdir (path, 0755);
+      *p = '/';
+    }
+  }
+  mkdir (path, 0755);
+}
+
+/* A UUID made from a number (never null). */
+static void
+uuid_n (struct vdi_uuid *u, unsigned n)
+{
+  unsigned i;
+
+  for (i = 0; i < 16; ++i)
+    u->bytes[i] = 0x40 + i;
+  u->bytes[12] = n >> 24;
+  u->bytes[13] = n >> 16;
+  u->bytes[14] = n >> 8;
+  u->bytes[15] = n;
+}
+
+/* The description of one image. */
+struct img {
+  struct vdi_header h;
+  const char *pattern;          /* one letter per block: F, Z or D */
+};
+
+/* A base image number n of blocks blocks: create UUID n, modify UUID
+ * n + 100000.
+ */
+static void
+img_base (struct img *im, unsigned n, uint32_t blocks, const char *pattern)
+{
+  test_header_init (&im->h, (uint64_t) blocks * BS, BS, n);
+  uuid_n (&im->h.uuid_create, n);
+  uuid_n (&im->h.uuid_modify, n + 100000);
+  im->pattern = pattern;
+  assert (strlen (pattern) == blocks);
+}
+
+/* A differencing child, number n, of parent. */
+static void
+img_child (struct img *im, unsigned n, const struct img *parent,
+           const char *pattern)
+{
+  img_base (im, n, parent->h.blocks, pattern);
+  im->h.type = VDI_TYPE_DIFF;
+  im->h.uuid_linkage = parent->h.uuid_create;
+  im->h.uuid_parent_modify = parent->h.uuid_modify;
+}
+
+/* Write the image at top_dir/rel (its folders made as needed).  Data
+ * blocks get slots in order, filled with the low byte of the create
+ * UUID (the image number).
+ */
+static void
+img_write (struct img *im, const char *rel)
+{
+  uint32_t *map = malloc ((im->h.blocks + 1) * sizeof *map);
+  uint8_t *slots;
+  uint32_t i, n = 0;
+  char *tmp, dir[PATH_MAX], *slash;
+
+  assert (map != NULL);
+  for (i = 0; i < im->h.blocks; ++i) {
+    switch (im->pattern[i]) {
+    case 'F': map[i] = VDI_BLOCK_FREE; break;
+    case 'Z': map[i] = VDI_BLOCK_ZERO; break;
+    case 'D': map[i] = n++; break;
+    default: abort ();
+    }
+  }
+  im->h.blocks_allocated = n;
+  slots = malloc ((size_t) n * BS + 1);
+  assert (slots != NULL);
+  memset (slots, im->h.uuid_create.bytes[15], (size_t) n * BS);
+
+  snprintf (dir, sizeof dir, "%s", rel);
+  slash = strrchr (dir, '/');
+  if (slash) {
+    *slash = '\0';
+    mkdirs (dir);
+  }
+  tmp = test_write_image (&im->h, map, slots, n, 0);
+  assert (tmp != NULL);
+  if (rename (tmp, at (rel)) == -1) {
+    fprintf (stderr, "rename %s %s: %m\n", tmp, at (rel));
+    abort ();
+  }
+  free (map);
+  free (slots);
+}
+
+static struct vdi_image *
+open_img (const char *rel)
+{
+  struct vdi_image *img = vdi_image_open (at (rel), 0);
+
+  CU_ASSERT_PTR_NOT_NULL_FATAL (img);
+  return img;
+}
+
+/* Read block b through the chain and return its first byte, after
+ * checking that the whole block holds that byte.
+ */
+static int
+block_byte (struct vdi_chain *chain, uint32_t b)
+{
+  static uint8_t buf[BS];
+  uint32_t i;
+
+  CU_ASSERT_EQUAL_FATAL (vdi_chain_pread (chain, buf, BS, (uint64_t) b * BS,
+                                          NULL), 0);
+  for (i = 1; i < BS; ++i)
+    if (buf[i] != buf[0])
+      return -1;
+  return buf[0];
+}
+
+static struct vdi_chain *
+chain_open (const char *rel, const char *const *dirs, size_t nr_dirs,
+            const struct vbox_registry *reg)
+{
+  struct vdi_parent_search search = {
+    .registry = reg, .dirs = dirs, .nr_dirs = nr_dirs
+  };
+
+  return vdi_chain_open (at (rel), 0, &search);
+}
+
+/* A machine settings file holding these HardDisk elements. */
+static void
+write_vbox (const char *rel, const char *disks)
+{
+  FILE *fp = fopen (at (rel), "w");
+
+  CU_ASSERT_PTR_NOT_NULL_FATAL (fp);
+  fprintf (fp,
+           "<?xml version=\"1.0\"?>\n"
+           "<VirtualBox xmlns=\"http://www.virtualbox.org/\" "
+           "version=\"1.19-linux\">\n"
+           " <Machine uuid=\"{5eed0000-0000-4000-8000-000000000001}\" "
+           "name=\"M\">\n"
+           "  <MediaRegistry><HardDisks>\n%s\n"
+           "  </HardDisks></MediaRegistry>\n"
+           " </Machine>\n"
+           "</VirtualBox>\n", disks);
+  fclose (fp);
+}
+
+static char uuid_buf[VDI_UUID_STRLEN];
+
+static const char *
+uuid_str (const struct img *im)
+{
+  return vdi_uuid_format (&im->h.uuid_create, uuid_buf);
+}
+
+/* vdi_chain_new: link checks ------------------------------------------ */
+
+/* Three images linked properly: no error, reads fall through FREE. */
+static void
+test_chain_new_good (void)
+{
+  struct img base, mid, top;
+  struct vdi_image *images[3];
+  struct vdi_chain *chain;
+
+  dir_make ();
+  img_base (&base, 1, 4, "DDDZ");
+  img_child (&mid, 2, &base, "FDZF");
+  img_child (&top, 3, &mid, "FFDF");
+  img_write (&base, "base.vdi");
+  img_write (&mid, "mid.vdi");
+  img_write (&top, "top.vdi");
+  images[0] = open_img ("top.vdi");
+  images[1] = open_img ("mid.vdi");
+  images[2] = open_img ("base.vdi");
+  chain = vdi_chain_new (images, 3);
+  CU_ASSERT_PTR_NOT_NULL_FATAL (chain);
+  ASSERT_NO_ERROR ();
+  CU_ASSERT_EQUAL (test_log.warnings, 0);
+  CU_ASSERT_EQUAL (vdi_chain_depth (chain), 3);
+  CU_ASSERT_EQUAL (block_byte (chain, 0), 1);
+  CU_ASSERT_EQUAL (block_byte (chain, 1), 2);
+  CU_ASSERT_EQUAL (block_byte (chain, 2), 3);
+  CU_ASSERT_EQUAL (block_byte (chain, 3), 0);
+  vdi_chain_free (chain);
+  dir_remove ();
+}
+
+/* The child's parent UUID is not the parent's UUID. */
+static void
+test_chain_new_linkage_mismatch (void)
+{
+  struct img base, other, top;
+  struct vdi_image *images[2];
+  char want[VDI_UUID_STRLEN];
+
+  dir_make ();
+  img_base (&base, 1, 2, "DD");
+  img_base (&other, 2, 2, "DD");
+  img_child (&top, 3, &other, "FD");
+  img_write (&base, "base.vdi");
+  img_write (&top, "top.vdi");
+  images[0] = open_img ("top.vdi");
+  images[1] = open_img ("base.vdi");
+  CU_ASSERT_PTR_NULL (vdi_chain_new (images, 2));
+  ASSERT_ONE_ERROR (at ("top.vdi"), "does not match");
+  CU_ASSERT_PTR_NOT_NULL (strstr (test_log.last_error, at ("base.vdi")));
+  vdi_uuid_format (&other.h.uuid_create, want);
+  CU_ASSERT_PTR_NOT_NULL (strstr (test_log.last_error, want));
+  CU_ASSERT_PTR_NOT_NULL (strstr (test_log.last_error, uuid_str (&base)));
+  dir_remove ();
+}
+
+/* A fixed image may only be the base. */
+static void
+test_chain_new_fixed_in_middle (void)
+{
+  struct img base, fixed, top;
+  struct vdi_image *images[3];
+
+  dir_make ();
+  img_base (&base, 1, 2, "DD");
+  img_child (&fixed, 2, &base, "DD");
+  fixed.h.type = VDI_TYPE_FIXED;
+  img_child (&top, 3, &fixed, "FD");
+  img_write (&base, "base.vdi");
+  img_write (&fixed, "fixed.vdi");
+  img_write (&top, "top.vdi");
+  images[0] = open_img ("top.vdi");
+  images[1] = open_img ("fixed.vdi");
+  images[2] = open_img ("base.vdi");
+  CU_ASSERT_PTR_NULL (vdi_chain_new (images, 3));
+  ASSERT_ONE_ERROR (at ("fixed.vdi"), "fixed");
+
+  /* A fixed base is fine. */
+  test_log_reset ();
+  images[0] = open_img ("top.vdi");
+  images[1] = open_img ("fixed.vdi");
+  {
+    struct vdi_chain *chain = vdi_chain_new (images, 2);
+
+    CU_ASSERT_PTR_NOT_NULL (chain);
+    ASSERT_NO_ERROR ();
+    if (chain) {
+      CU_ASSERT_EQUAL (block_byte (chain, 0), 2);
+      CU_ASSERT_EQUAL (block_byte (chain, 1), 3);
+    }
+    vdi_chain_free (chain);
+  }
+  dir_remove ();
+}
+
+/* The same image twice: a cycle. */
+static void
+test_chain_new_cycle (void)
+{
+  struct img a, b;
+  struct vdi_image *images[3];
+
+  dir_make ();
+  img_base (&a, 1, 2, "FD");
+  img_base (&b, 2, 2, "DF");
+  a.h.type = b.h.type = VDI_TYPE_DIFF;
+  a.h.uuid_linkage = b.h.uuid_create;
+  a.h.uuid_parent_modify = b.h.uuid_modify;
+  b.h.uuid_linkage = a.h.uuid_create;
+  b.h.uuid_parent_modify = a.h.uuid_modify;
+  img_write (&a, "a.vdi");
+  img_write (&b, "b.vdi");
+  images[0] = open_img ("a.vdi");
+  images[1] = open_img ("b.vdi");
+  images[2] = open_img ("a.vdi");
+  CU_ASSERT_PTR_NULL (vdi_chain_new (images, 3));
+  ASSERT_ONE_ERROR (at ("a.vdi"), "cycle");
+  CU_ASSERT_PTR_NOT_NULL (strstr (test_log.last_error, uuid_str (&a)));
+  dir_remove ();
+}
+
+/* The base is a differencing image: its parent is missing. */
+static void
+test_chain_new_base_is_diff (void)
+{
+  struct img base, top;
+  struct vdi_image *images[1];
+
+  dir_make ();
+  img_base (&base, 1, 2, "DD");
+  img_child (&top, 2, &base, "FD");
+  img_write (&top, "top.vdi");
+  images[0] = open_img ("top.vdi");
+  CU_ASSERT_PTR_NULL (vdi_chain_new (images, 1));
+  ASSERT_ONE_ERROR (at ("top.vdi"), "without its parent");
+  CU_ASSERT_PTR_NOT_NULL (strstr (test_log.last_error, uuid_str (&base)));
+  dir_remove ();
+}
+
+/* A child that is not a differencing image (null parent UUID). */
+static void
+test_chain_new_child_not_diff (void)
+{
+  struct img base, top;
+  struct vdi_image *images[2];
+
+  dir_make ();
+  img_base (&base, 1, 2, "DD");
+  img_base (&top, 2, 2, "FD");
+  img_write (&base, "base.vdi");
+  img_write (&top, "top.vdi");
+  images[0] = open_img ("top.vdi");
+  images[1] = open_img ("base.vdi");
+  CU_ASSERT_PTR_NULL (vdi_chain_new (images, 2));
+  ASSERT_ONE_ERROR (at ("top.vdi"), "not a differencing image");
+  dir_remove ();
+}
+
+/* A stale parent modification UUID: a warning only.  A base with a
+ * leftover parent UUID (VirtualBox 3.0-3.1): ignored.
+ */
+static void
+test_chain_new_stale_and_leftover (void)
+{
+  struct img base, top;
+  struct vdi_image *images[2];
+  struct vdi_chain *chain;
+  char stale[VDI_UUID_STRLEN];
+
+  dir_make ();
+  img_base (&base, 1, 2, "DD");
+  uuid_n (&base.h.uuid_linkage, 77);       /* leftover */
+  img_child (&top, 2, &base, "FD");
+  uuid_n (&top.h.uuid_parent_modify, 78);  /* stale */
+  img_write (&base, "base.vdi");
+  img_write (&top, "top.vdi");
+  images[0] = open_img ("top.vdi");
+  images[1] = open_img ("base.vdi");
+  chain = vdi_chain_new (images, 2);
+  CU_ASSERT_PTR_NOT_NULL (chain);
+  ASSERT_NO_ERROR ();
+  CU_ASSERT_EQUAL (test_log.warnings, 1);
+  CU_ASSERT_PTR_NOT_NULL (strstr (test_log.last_warning, at ("top.vdi")));
+  CU_ASSERT_PTR_NOT_NULL (strstr (test_log.last_warning, at ("base.vdi")));
+  vdi_uuid_format (&top.h.uuid_parent_modify, stale);
+  CU_ASSERT_PTR_NOT_NULL (strstr (test_log.last_warning, stale));
+  if (chain)
+    CU_ASSERT_EQUAL (block_byte (chain, 0), 1);
+  vdi_chain_free (chain);
+  dir_remove ();
+}
+
+/* No image at all; an image opened without its block map. */
+static void
+test_chain_new_empty_and_header_only (void)
+{
+  struct img base;
+  struct vdi_image *images[1];
+
+  CU_ASSERT_PTR_NULL (vdi_chain_new (images, 0));
+  CU_ASSERT_EQUAL (test_log.errors, 1);
+
+  test_log_reset ();
+  dir_make ();
+  img_base (&base, 1, 2, "DD");
+  img_write (&base, "base.vdi");
+  images[0] = vdi_image_open (at ("base.vdi"), VDI_OPEN_HEADER_ONLY);
+  CU_ASSERT_PTR_NOT_NULL_FATAL (images[0]);
+  CU_ASSERT_PTR_NULL (vdi_chain_new (images, 1));
+  ASSERT_ONE_ERROR (at ("base.vdi"), "block map");
+  dir_remove ();
+}
+
+/* Depth: 300 images are allowed, 301 are not.  Writes a chain of
+ * n images, chain/0.vdi (the base) ... chain/(n-1).vdi (the top),
+ * every image FREE but for the base.
+ */
+static void
+write_tall_chain (unsigned n)
+{
+  struct img prev, cur;
+  char rel[64];
+  unsigned i;
+
+  img_base (&prev, 1000, 1, "D");
+  img_write (&prev, "chain/0.vdi");
+  for (i = 1; i < n; ++i) {
+    img_child (&cur, 1000 + i, &prev, "F");
+    snprintf (rel, sizeof rel, "chain/%u.vdi", i);
+    img_write (&cur, rel);
+    prev = cur;
+  }
+}
+
+static void
+test_chain_new_depth (void)
+{
+  struct vdi_image *images[VDI_MAX_CHAIN_DEPTH + 1];
+  struct vdi_chain *chain;
+  char rel[64];
+  unsigned i, n;
+
+  dir_make ();
+  write_tall_chain (VDI_MAX_CHAIN_DEPTH + 1);
+  for (n = VDI_MAX_CHAIN_DEPTH; n <= VDI_MAX_CHAIN_DEPTH + 1; ++n) {
+    test_log_reset ();
+    /* Top first: image n - 1 down to 0. */
+    for (i = 0; i < n; ++i) {
+      snprintf (rel, sizeof rel, "chain/%u.vdi", n - 1 - i);
+      images[i] = open_img (rel);
+    }
+    chain = vdi_chain_new (images, n);
+    if (n == VDI_MAX_CHAIN_DEPTH) {
+      CU_ASSERT_PTR_NOT_NULL (chain);
+      ASSERT_NO_ERROR ();
+      if (chain) {
+        CU_ASSERT_EQUAL (vdi_chain_depth (chain), n);
+        CU_ASSERT_EQUAL (block_byte (chain, 0), 1000 & 0xff);
+      }
+      vdi_chain_free (chain);
+    }
+    else {
+      CU_ASSERT_PTR_NULL (chain);
+      snprintf (rel, sizeof rel, "chain/%u.vdi", n - 1);
+      ASSERT_ONE_ERROR (at (rel), "300");
+    }
+  }
+  dir_remove ();
+}
+
+/* vdi_chain_open: discovery ------------------------------------------- */
+
+/* VirtualBox's layout: the base in the machine folder, children in
+ * Snapshots.  Found from the top (folder, then the folder above).
+ */
+static void
+test_open_machine_layout (void)
+{
+  struct img base, mid, top;
+  struct vdi_chain *chain;
+
+  dir_make ();
+  img_base (&base, 1, 3, "DDD");
+  img_child (&mid, 2, &base, "FDF");
+  img_child (&top, 3, &mid, "FFD");
+  img_write (&base, "M/base.vdi");
+  img_write (&mid, "M/Snapshots/mid.vdi");
+  img_write (&top, "M/Snapshots/top.vdi");
+  chain = chain_open ("M/Snapshots/top.vdi", NULL, 0, NULL);
+  CU_ASSERT_PTR_NOT_NULL_FATAL (chain);
+  ASSERT_NO_ERROR ();
+  CU_ASSERT_EQUAL (vdi_chain_depth (chain), 3);
+  CU_ASSERT_STRING_EQUAL (vdi_image_filename (vdi_chain_image (chain, 1)),
+                          at ("M/Snapshots/mid.vdi"));
+  CU_ASSERT_STRING_EQUAL (vdi_image_filename (vdi_chain_image (chain, 2)),
+                          at ("M/base.vdi"));
+  CU_ASSERT_EQUAL (block_byte (chain, 0), 1);
+  CU_ASSERT_EQUAL (block_byte (chain, 1), 2);
+  CU_ASSERT_EQUAL (block_byte (chain, 2), 3);
+  vdi_chain_free (chain);
+
+  /* A base image alone opens as a chain of one. */
+  chain = chain_open ("M/base.vdi", NULL, 0, NULL);
+  CU_ASSERT_PTR_NOT_NULL (chain);
+  if (chain)
+    CU_ASSERT_EQUAL (vdi_chain_depth (chain), 1);
+  vdi_chain_free (chain);
+  dir_remove ();
+}
+
+/* The parent elsewhere: missing (the error names the UUID and every
+ * folder searched), then found with parent-dir, whose folder's parent
+ * is then searched for the grandparent.
+ */
+static void
+test_open_parent_dirs (void)
+{
+  struct img base, mid, top;
+  struct vdi_chain *chain;
+  char msg[512];
+  const char *dirs[2];
+
+  dir_make ();
+  img_base (&base, 1, 3, "DDD");
+  img_child (&mid, 2, &base, "FDF");
+  img_child (&top, 3, &mid, "FFD");
+  img_write (&base, "store/base.vdi");
+  img_write (&mid, "store/sub/mid.vdi");
+  img_write (&top, "M/Snapshots/top.vdi");
+  mkdirs ("empty");
+
+  chain = chain_open ("M/Snapshots/top.vdi", NULL, 0, NULL);
+  CU_ASSERT_PTR_NULL (chain);
+  ASSERT_ONE_ERROR (at ("M/Snapshots/top.vdi"), "not found");
+  vdi_uuid_format (&mid.h.uuid_create, uuid_buf);
+  CU_ASSERT_PTR_NOT_NULL (strstr (test_log.last_error, uuid_buf));
+  snprintf (msg, sizeof msg, "looked in %s, %s ",
+            at ("M/Snapshots"), at ("M"));
+  CU_ASSERT_PTR_NOT_NULL (strstr (test_log.last_error, msg));
+
+  test_log_reset ();
+  dirs[0] = at ("empty");
+  chain = chain_open ("M/Snapshots/top.vdi", dirs, 1, NULL);
+  CU_ASSERT_PTR_NULL (chain);
+  ASSERT_ONE_ERROR (at ("M/Snapshots/top.vdi"), at ("empty"));
+
+  test_log_reset ();
+  dirs[1] = at ("store/sub");
+  chain = chain_open ("M/Snapshots/top.vdi", dirs, 2, NULL);
+  CU_ASSERT_PTR_NOT_NULL_FATAL (chain);
+  ASSERT_NO_ERROR ();
+  CU_ASSERT_EQUAL (vdi_chain_depth (chain), 3);
+  CU_ASSERT_STRING_EQUAL (vdi_image_filename (vdi_chain_image (chain, 2)),
+                          at ("store/base.vdi"));
+  CU_ASSERT_EQUAL (block_byte (chain, 0), 1);
+  CU_ASSERT_EQUAL (block_byte (chain, 1), 2);
+  vdi_chain_free (chain);
+  dir_remove ();
+}
+
+/* Two files with the parent's UUID: an error naming both, unless
+ * they are the same file under two names.
+ */
+static void
+test_open_ambiguous (void)
+{
+  struct img base, copy, top;
+  struct vdi_chain *chain;
+
+  dir_make ();
+  img_base (&base, 1, 2, "DD");
+  img_base (&copy, 1, 2, "DZ");
+  img_child (&top, 3, &base, "FF");
+  img_write (&base, "M/base.vdi");
+  img_write (&copy, "M/Snapshots/copy.vdi");
+  img_write (&top, "M/Snapshots/top.vdi");
+  chain = chain_open ("M/Snapshots/top.vdi", NULL, 0, NULL);
+  CU_ASSERT_PTR_NULL (chain);
+  ASSERT_ONE_ERROR (at ("M/Snapshots/top.vdi"), "ambiguous");
+  CU_ASSERT_PTR_NOT_NULL (strstr (test_log.last_error, at ("M/base.vdi")));
+  CU_ASSERT_PTR_NOT_NULL (strstr (test_log.last_error,
+                                  at ("M/Snapshots/copy.vdi")));
+  CU_ASSERT_PTR_NOT_NULL (strstr (test_log.last_error, uuid_str (&base)));
+
+  /* A symbolic and a hard link to the parent are the parent. */
+  test_log_reset ();
+  CU_ASSERT_EQUAL (unlink (at ("M/Snapshots/copy.vdi")), 0);
+  CU_ASSERT_EQUAL (symlink ("../base.vdi", at ("M/Snapshots/link.vdi")), 0);
+  CU_ASSERT_EQUAL (link (at ("M/base.vdi"), at ("M/hard.vdi")), 0);
+  chain = chain_open ("M/Snapshots/top.vdi", NULL, 0, NULL);
+  CU_ASSERT_PTR_NOT_NULL (chain);
+  ASSERT_NO_ERROR ();
+  if (chain)
+    CU_ASSERT_EQUAL (block_byte (chain, 1), 1);
+  vdi_chain_free (chain);
+  dir_remove ();
+}
+
+/* Cycles found while discovering: an image that is its own parent,
+ * two images that are each other's.
+ */
+static void
+test_open_cycle (void)
+{
+  struct img a, b;
+  struct vdi_chain *chain;
+
+  dir_make ();
+  img_base (&a, 1, 2, "FD");
+  a.h.type = VDI_TYPE_DIFF;
+  a.h.uuid_linkage = a.h.uuid_create;
+  a.h.uuid_parent_modify = a.h.uuid_modify;
+  img_write (&a, "self/a.vdi");
+  chain = chain_open ("self/a.vdi", NULL, 0, NULL);
+  CU_ASSERT_PTR_NULL (chain);
+  ASSERT_ONE_ERROR (at ("self/a.vdi"), "cycle");
+
+  test_log_reset ();
+  img_base (&b, 2, 2, "DF");
+  b.h.type = VDI_TYPE_DIFF;
+  b.h.uuid_linkage = a.h.uuid_create;
+  b.h.uuid_parent_modify = a.h.uuid_modify;
+  a.h.uuid_linkage = b.h.uuid_create;
+  a.h.uuid_parent_modify = b.h.uuid_modify;
+  img_write (&a, "two/Snapshots/a.vdi");
+  img_write (&b, "two/b.vdi");
+  chain = chain_open ("two/Snapshots/a.vdi", NULL, 0, NULL);
+  CU_ASSERT_PTR_NULL (chain);
+  ASSERT_ONE_ERROR (at ("two/b.vdi"), "cycle");
+  CU_ASSERT_PTR_NOT_NULL (strstr (test_log.last_error,
+                                  at ("two/Snapshots/a.vdi")));
+  dir_remove ();
+}
+
+/* A fixed image whose parent exists is in the middle of a chain: an
+ * error.  Without its parent, a fixed image with a parent UUID is a
+ * base with a leftover linkage.
+ */
+static void
+test_open_fixed_in_middle (void)
+{
+  struct img base, fixed, top;
+  struct vdi_chain *chain;
+
+  dir_make ();
+  img_base (&base, 1, 2, "DD");
+  img_child (&fixed, 2, &base, "DD");
+  fixed.h.type = VDI_TYPE_FIXED;
+  img_child (&top, 3, &fixed, "FD");
+  img_write (&base, "M/base.vdi");
+  img_write (&fixed, "M/Snapshots/fixed.vdi");
+  img_write (&top, "M/Snapshots/top.vdi");
+  chain = chain_open ("M/Snapshots/top.vdi", NULL, 0, NULL);
+  CU_ASSERT_PTR_NULL (chain);
+  ASSERT_ONE_ERROR (at ("M/Snapshots/fixed.vdi"), "fixed");
+  CU_ASSERT_PTR_NOT_NULL (strstr (test_log.last_error, uuid_str (&base)));
+
+  /* A registry nesting it under its parent: the same error.  A
+   * registry that has it as a base: its parent UUID is a leftover.
+   */
+  {
+    char xml[2048], u1[VDI_UUID_STRLEN], u2[VDI_UUID_STRLEN];
+    char u3[VDI_UUID_STRLEN];
+    struct vbox_registry *reg;
+
+    vdi_uuid_format (&base.h.uuid_create, u1);
+    vdi_uuid_format (&fixed.h.uuid_create, u2);
+    vdi_uuid_format (&top.h.uuid_create, u3);
+    snprintf (xml, sizeof xml,
+              "<HardDisk uuid=\"{%s}\" location=\"base.vdi\" format=\"VDI\">"
+              "<HardDisk uuid=\"{%s}\" location=\"Snapshots/fixed.vdi\" "
+              "format=\"VDI\"><HardDisk uuid=\"{%s}\" "
+              "location=\"Snapshots/top.vdi\" format=\"VDI\"/>"
+              "</HardDisk></HardDisk>", u1, u2, u3);
+    write_vbox ("M/nested.vbox", xml);
+    test_log_reset ();
+    reg = vbox_registry_new ();
+    CU_ASSERT_EQUAL_FATAL (vbox_registry_load (reg, at ("M/nested.vbox")), 0);
+    chain = chain_open ("M/Snapshots/top.vdi", NULL, 0, reg);
+    CU_ASSERT_PTR_NULL (chain);
+    ASSERT_ONE_ERROR (at ("M/Snapshots/fixed.vdi"), "fixed");
+    CU_ASSERT_PTR_NOT_NULL (strstr (test_log.last_error, u1));
+    vbox_registry_free (reg);
+
+    snprintf (xml, sizeof xml,
+              "<HardDisk uuid=\"{%s}\" location=\"base.vdi\" format=\"VDI\"/>"
+              "<HardDisk uuid=\"{%s}\" location=\"Snapshots/fixed.vdi\" "
+              "format=\"VDI\"><HardDisk uuid=\"{%s}\" "
+              "location=\"Snapshots/top.vdi\" format=\"VDI\"/>"
+              "</HardDisk>", u1, u2, u3);
+    write_vbox ("M/base.vbox", xml);
+    test_log_reset ();
+    reg = vbox_registry_new ();
+    CU_ASSERT_EQUAL_FATAL (vbox_registry_load (reg, at ("M/base.vbox")), 0);
+    chain = chain_open ("M/Snapshots/top.vdi", NULL, 0, reg);
+    CU_ASSERT_PTR_NOT_NULL (chain);
+    ASSERT_NO_ERROR ();
+    if (chain)
+      CU_ASSERT_EQUAL (vdi_chain_depth (chain), 2);
+    vdi_chain_free (chain);
+    vbox_registry_free (reg);
+  }
+
+  test_log_reset ();
+  CU_ASSERT_EQUAL (unlink (at ("M/base.vdi")), 0);
+  chain = chain_open ("M/Snapshots/top.vdi", NULL, 0, NULL);
+  CU_ASSERT_PTR_NOT_NULL (chain);
+  ASSERT_NO_ERROR ();
+  if (chain) {
+    CU_ASSERT_EQUAL (vdi_chain_depth (chain), 2);
+    CU_ASSERT_EQUAL (block_byte (chain, 0), 2);
+  }
+  vdi_chain_free (chain);
+  dir_remove ();
+}
+
+/* A parent that is there but broken: the error names it (not "not
+ * found").
+ */
+static void
+test_open_broken_parent (void)
+{
+  struct img base, top;
+  struct vdi_chain *chain;
+
+  dir_make ();
+  img_base (&base, 1, 2, "DD");
+  img_child (&top, 2, &base, "FD");
+  img_write (&base, "M/base.vdi");
+  img_write (&top, "M/Snapshots/top.vdi");
+  /* Cut into the second data slot. */
+  CU_ASSERT_EQUAL (truncate (at ("M/base.vdi"),
+                             base.h.data_offset + BS + 100), 0);
+  chain = chain_open ("M/Snapshots/top.vdi", NULL, 0, NULL);
+  CU_ASSERT_PTR_NULL (chain);
+  ASSERT_ONE_ERROR (at ("M/base.vdi"), "");
+  CU_ASSERT_PTR_NULL (strstr (test_log.last_error, "not found"));
+
+  /* Cut inside the block map: even its header does not validate, so
+   * the folder scan cannot take it as a candidate.
+   */
+  test_log_reset ();
+  CU_ASSERT_EQUAL (truncate (at ("M/base.vdi"), base.h.blocks_offset + 2), 0);
+  chain = chain_open ("M/Snapshots/top.vdi", NULL, 0, NULL);
+  CU_ASSERT_PTR_NULL (chain);
+  ASSERT_ONE_ERROR (at ("M/base.vdi"), "");
+  CU_ASSERT_PTR_NULL (strstr (test_log.last_error, "not found"));
+  dir_remove ();
+}
+
+/* 300 images found by scanning work; 301 do not. */
+static void
+test_open_depth (void)
+{
+  struct vdi_chain *chain;
+
+  dir_make ();
+  write_tall_chain (VDI_MAX_CHAIN_DEPTH + 1);
+  chain = chain_open ("chain/299.vdi", NULL, 0, NULL);
+  CU_ASSERT_PTR_NOT_NULL (chain);
+  ASSERT_NO_ERROR ();
+  if (chain) {
+    CU_ASSERT_EQUAL (vdi_chain_depth (chain), VDI_MAX_CHAIN_DEPTH);
+    CU_ASSERT_EQUAL (block_byte (chain, 0), 1000 & 0xff);
+  }
+  vdi_chain_free (chain);
+
+  test_log_reset ();
+  chain = chain_open ("chain/300.vdi", NULL, 0, NULL);
+  CU_ASSERT_PTR_NULL (chain);
+  ASSERT_ONE_ERROR (at ("chain/300.vdi"), "300");
+  dir_remove ();
+}
+
+/* With a registry, parents come from the registry only. */
+static void
+test_open_registry (void)
+{
+  struct img base, other, top;
+  struct vbox_registry *reg;
+  struct vdi_chain *chain;
+  char xml[2048], u1[VDI_UUID_STRLEN], u3[VDI_UUID_STRLEN];
+  char u2[VDI_UUID_STRLEN];
+
+  dir_make ();
+  img_base (&base, 1, 2, "DD");
+  img_base (&other, 2, 2, "ZZ");
+  img_child (&top, 3, &base, "FD");
+  img_write (&base, "M/elsewhere/base.vdi");
+  img_write (&other, "M/other.vdi");
+  img_write (&top, "M/Snapshots/top.vdi");
+  vdi_uuid_format (&base.h.uuid_create, u1);
+  vdi_uuid_format (&other.h.uuid_create, u2);
+  vdi_uuid_format (&top.h.uuid_create, u3);
+
+  /* Found where the registry says, not by scanning. */
+  snprintf (xml, sizeof xml,
+            "<HardDisk uuid=\"{%s}\" location=\"elsewhere/base.vdi\" "
+            "format=\"VDI\"><HardDisk uuid=\"{%s}\" "
+            "location=\"Snapshots/top.vdi\" format=\"VDI\"/></HardDisk>",
+            u1, u3);
+  write_vbox ("M/good.vbox", xml);
+  reg = vbox_registry_new ();
+  CU_ASSERT_EQUAL_FATAL (vbox_registry_load (reg, at ("M/good.vbox")), 0);
+  chain = chain_open ("M/Snapshots/top.vdi", NULL, 0, reg);
+  CU_ASSERT_PTR_NOT_NULL (chain);
+  ASSERT_NO_ERROR ();
+  if (chain)
+    CU_ASSERT_EQUAL (block_byte (chain, 0), 1);
+  vdi_chain_free (chain);
+  vbox_registry_free (reg);
+
+  /* The registry nests top under other, but top's parent is base. */
+  test_log_reset ();
+  snprintf (xml, sizeof xml,
+            "<HardDisk uuid=\"{%s}\" location=\"other.vdi\" "
+            "format=\"VDI\"><HardDisk uuid=\"{%s}\" "
+            "location=\"Snapshots/top.vdi\" format=\"VDI\"/></HardDisk>"
+            "<HardDisk uuid=\"{%s}\" location=\"elsewhere/base.vdi\" "
+            "format=\"VDI\"/>",
+            u2, u3, u1);
+  write_vbox ("M/nested.vbox", xml);
+  reg = vbox_registry_new ();
+  CU_ASSERT_EQUAL_FATAL (vbox_registry_load (reg, at ("M/nested.vbox")), 0);
+  chain = chain_open ("M/Snapshots/top.vdi", NULL, 0, reg);
+  CU_ASSERT_PTR_NULL (chain);
+  ASSERT_ONE_ERROR (at ("M/Snapshots/top.vdi"), "does not match");
+  CU_ASSERT_PTR_NOT_NULL (strstr (test_log.last_error, u1));
+  CU_ASSERT_PTR_NOT_NULL (strstr (test_log.last_error, u2));
+  vbox_registry_free (reg);
+
+  /* The registry puts base's UUID at other.vdi. */
+  test_log_reset ();
+  snprintf (xml, sizeof xml,
+            "<HardDisk uuid=\"{%s}\" location=\"other.vdi\" "
+            "format=\"VDI\"><HardDisk uuid=\"{%s}\" "
+            "location=\"Snapshots/top.vdi\" format=\"VDI\"/></HardDisk>",
+            u1, u3);
+  write_vbox ("M/wrongfile.vbox", xml);
+  reg = vbox_registry_new ();
+  CU_ASSERT_EQUAL_FATAL (vbox_registry_load (reg, at ("M/wrongfile.vbox")), 0);
+  chain = chain_open ("M/Snapshots/top.vdi", NULL, 0, reg);
+  CU_ASSERT_PTR_NULL (chain);
+  ASSERT_ONE_ERROR (at ("M/other.vdi"), u2);
+  vbox_registry_free (reg);
+
+  /* The parent is not registered: not looked for in the folders. */
+  test_log_reset ();
+  img_write (&base, "M/base.vdi");
+  snprintf (xml, sizeof xml,
+            "<HardDisk uuid=\"{%s}\" location=\"Snapshots/top.vdi\" "
+            "format=\"VDI\"/>", u3);
+  write_vbox ("M/alone.vbox", xml);
+  reg = vbox_registry_new ();
+  CU_ASSERT_EQUAL_FATAL (vbox_registry_load (reg, at ("M/alone.vbox")), 0);
+  chain = chain_open ("M/Snapshots/top.vdi", NULL, 0, reg);
+  CU_ASSERT_PTR_NULL (chain);
+  ASSERT_ONE_ERROR (at ("M/Snapshots/top.vdi"), "not in the media registry");
+  CU_ASSERT_PTR_NOT_NULL (strstr (test_log.last_error, u1));
+  vbox_registry_free (reg);
+
+  /* The parent's file is missing: the error says which medium. */
+  test_log_reset ();
+  CU_ASSERT_EQUAL (unlink (at ("M/elsewhere/base.vdi")), 0);
+  reg = vbox_registry_new ();
+  CU_ASSERT_EQUAL_FATAL (vbox_registry_load (reg, at ("M/good.vbox")), 0);
+  chain = chain_open ("M/Snapshots/top.vdi", NULL, 0, reg);
+  CU_ASSERT_PTR_NULL (chain);
+  ASSERT_ONE_ERROR (at ("M/elsewhere/base.vdi"), u1);
+  CU_ASSERT_PTR_NOT_NULL (strstr (test_log.last_error,
+                                  at ("M/Snapshots/top.vdi")));
+  CU_ASSERT_PTR_NOT_NULL (strstr (test_log.last_error, at ("M/good.vbox")));
+  vbox_registry_free (reg);
+  dir_remove ();
+}
+
+int
+main (void)
+{
+  CU_pSuite s = test_init ("vdi-chain");
+
+  atexit (dir_remove);
+
+  ADD_TEST (s, test_chain_new_good);
+  ADD_TEST (s, test_chain_new_linkage_mismatch);
+  ADD_TEST (s, test_chain_new_fixed_in_middle);
+  ADD_TEST (s, test_chain_new_cycle);
+  ADD_TEST (s, test_chain_new_base_is_diff);
+  ADD_TEST (s, test_chain_new_child_not_diff);
+  ADD_TEST (s, test_chain_new_stale_and_leftover);
+  ADD_TEST (s, test_chain_new_empty_and_header_only);
+  ADD_TEST (s, test_chain_new_depth);
+
+  ADD_TEST (s, test_open_machine_layout);
+  ADD_TEST (s, test_open_parent_dirs);
+  ADD_TEST (s, test_open_ambiguous);
+  ADD_TEST (s, test_open_cycle);
+  ADD_TEST (s, test_open_fixed_in_middle);
+  ADD_TEST (s, test_open_broken_parent);
+  ADD_TEST (s, test_open_depth);
+  ADD_TEST (s, test_open_registry);
+  return test_run ();
+}

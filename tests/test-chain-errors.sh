@@ -1,0 +1,288 @@
+#!/usr/bin/env bash
+# nbdkit-vdi
+# Copyright the nbdkit-vdi authors
+# SPDX-License-Identifier: BSD-3-Clause
+
+# Chains that must not be served, each refused with exactly one error
+# line naming the files and UUIDs concerned, nbdkit exiting non-zero
+# (not by a signal) and no file changed: a missing parent (the error
+# says where the plugin looked), cycles, a fixed image in the middle
+# of a chain, a chain deeper than 300 images, two parents with the
+# same UUID, a registry whose UUIDs disagree with the files, a broken
+# parent, a differencing image without a parent UUID.  And the cases
+# next to them that must work: a chain exactly 300 deep, the registry
+# settling which of two files is the parent, a stale parent
+# modification UUID (a warning only), links and junk in the folders.
+
+source ./functions.sh
+set -e
+set -x
+
+requires nbdinfo --version
+requires nbdcopy --version
+requires qemu-img --version
+requires_nbdsh
+requires $PYTHON --version
+requires mkfifo --version
+
+tmp="$(realpath "$(mktemp -d --suffix=.tmp test-chain-errors.XXXXXX)")"
+cleanup_fn rm -rf "$tmp"
+source "$abs_srcdir/test-chain-functions.sh"
+
+# Fixed UUIDs, so that the messages can be checked.
+uuid () { printf 'c0c0c0c0-0000-4000-8000-%012d\n' "$1"; }
+
+# mk NAME ARGS...: an image and its model ($NAME.raw, $NAME.ext).
+mk ()
+{
+    local f="$1"
+    shift
+    mkdir -p "$(dirname "$f")"
+    $MAKE_VDI --seed "$(basename "$f")" "$@" \
+              --expect "$f.raw" --print-extents "$f.ext" "$f"
+}
+# mkchild NAME PARENT ARGS...: a differencing child of PARENT.
+mkchild ()
+{
+    local f="$1" p="$2"
+    shift 2
+    mk "$f" --parent "$p" --parent-expect "$p.raw" --parent-extents "$p.ext" \
+       "$@"
+}
+
+#----------------------------------------------------------------------
+# A missing parent: the error names the child, the parent's UUID and
+# every folder searched (the child's, the one above, parent-dir=).
+d="$tmp/missing"
+mk "$tmp/unlisted/lost.vdi" --size 4M --blocks DZDD
+mkchild "$d/Snapshots/orphan.vdi" "$tmp/unlisted/lost.vdi" --blocks FDFZ
+lost="$(vdi_uuid "$tmp/unlisted/lost.vdi")"
+expect_fail missing orphan.vdi "$lost" "not found" \
+    "looked in $d/Snapshots, $d" -- "$d/Snapshots/orphan.vdi"
+mkdir "$tmp/elsewhere"
+expect_fail missing-dirs orphan.vdi "$lost" \
+    "looked in $d/Snapshots, $d, $tmp/elsewhere" -- \
+    "$d/Snapshots/orphan.vdi" parent-dir="$tmp/elsewhere"
+# A parent-dir= that does not exist is an error of its own.
+expect_fail missing-dir-param "$tmp/nowhere" -- \
+    "$d/Snapshots/orphan.vdi" parent-dir="$tmp/nowhere"
+# Found with the right parent-dir=, the chain reads as the model says.
+check_served found "$d/Snapshots/orphan.vdi.raw" "$d/Snapshots/orphan.vdi.ext" \
+    "$d/Snapshots/orphan.vdi" parent-dir="$tmp/elsewhere" \
+    parent-dir="$tmp/unlisted"
+
+#----------------------------------------------------------------------
+# Cycles: an image that is its own parent, two and three images that
+# are each other's parents.
+d="$tmp/cycle"
+mk "$d/self.vdi" --type diff --uuid-create "$(uuid 1)" \
+   --uuid-linkage "$(uuid 1)" --uuid-parent-modify "$(uuid 2)"
+expect_fail cycle-self cycle self.vdi "$(uuid 1)" -- "$d/self.vdi"
+rm "$d/self.vdi"*
+mk "$d/Snapshots/a.vdi" --type diff --uuid-create "$(uuid 11)" \
+   --uuid-linkage "$(uuid 12)" --uuid-parent-modify "$(uuid 99)"
+mk "$d/b.vdi" --type diff --uuid-create "$(uuid 12)" \
+   --uuid-linkage "$(uuid 11)" --uuid-parent-modify "$(uuid 99)"
+expect_fail cycle-two cycle a.vdi b.vdi "$(uuid 11)" -- "$d/Snapshots/a.vdi"
+mk "$d/b.vdi" --type diff --uuid-create "$(uuid 12)" \
+   --uuid-linkage "$(uuid 13)" --uuid-parent-modify "$(uuid 99)"
+mk "$d/c.vdi" --type diff --uuid-create "$(uuid 13)" \
+   --uuid-linkage "$(uuid 11)" --uuid-parent-modify "$(uuid 99)"
+expect_fail cycle-three cycle a.vdi c.vdi "$(uuid 11)" -- \
+    "$d/Snapshots/a.vdi"
+
+#----------------------------------------------------------------------
+# A differencing image whose parent UUID is null has no parent to
+# read its FREE blocks from.
+mk "$tmp/noparent/diff.vdi" --type diff --blocks FDZF
+expect_fail diff-without-parent diff.vdi "parent" -- "$tmp/noparent/diff.vdi"
+
+#----------------------------------------------------------------------
+# A parent that is found but broken (its block map is cut short): the
+# error names it.
+d="$tmp/broken"
+mk "$d/good.vdi" --size 4M --uuid-create "$(uuid 21)" --uuid-modify "$(uuid 22)"
+mkchild "$d/Snapshots/child.vdi" "$d/good.vdi" --blocks FDFF
+$MAKE_VDI --corrupt truncated-map --uuid-create "$(uuid 21)" \
+          --uuid-modify "$(uuid 22)" "$d/good.vdi"
+expect_fail broken-parent good.vdi -- "$d/Snapshots/child.vdi"
+
+#----------------------------------------------------------------------
+# A fixed image in the middle of a chain (VirtualBox opens fixed
+# images only as the base): in a folder, and through a registry.
+make_machine "$tmp/Fixed" "$tmp/fixedmodel" <<'EOF'
+{"name": "Fixed", "seed": "fixed", "snapshots": 0,
+ "disks": [{"layers": [{"size": "4M", "blocks": "DZDF"},
+                       {"args": ["--type", "fixed"]},
+                       {"blocks": "FDFZ"}]}]}
+EOF
+fm="$tmp/fixedmodel"
+expect_fail fixed-middle fixed "$(media_path "$fm" 0 1)" \
+    "$(media_uuid "$fm" 0 0)" -- "$(media_path "$fm" 0 2)"
+expect_fail fixed-middle-registry fixed "$(media_path "$fm" 0 1)" \
+    "$(media_uuid "$fm" 0 0)" -- registry="$tmp/Fixed/Fixed.vbox"
+# Its parent gone, the fixed image is a base with a leftover parent
+# UUID, which VirtualBox ignores: served, and read as the model says
+# (a fixed image has every block, so the layer alone is the model).
+mv "$(media_path "$fm" 0 0)" "$tmp/fixed-base-away.vdi"
+check_served fixed-as-base "$fm/d0.l2.raw" "$fm/d0.l2.extents" \
+    "$(media_path "$fm" 0 2)"
+mv "$tmp/fixed-base-away.vdi" "$(media_path "$fm" 0 0)"
+
+#----------------------------------------------------------------------
+# Depth: 300 images (VirtualBox's limit) work, 301 do not.  One small
+# disk, 301 layers; the registry lists the first 300 only (301 nested
+# HardDisks are refused on their own, see test-registry-errors.sh).
+$PYTHON - > "$tmp/tall.json" <<'EOF'
+import json
+layers = [{"size": "256K", "block_size": "128K", "blocks": "DZ"}]
+layers += [{"block_size": "128K", "weights": "1,0,1,12"} for _ in range(300)]
+layers[-1]["in_registry"] = False
+print(json.dumps({"name": "Tall", "seed": "tall", "snapshots": 0,
+                  "disks": [{"layers": layers}]}))
+EOF
+make_machine "$tmp/Tall" "$tmp/tallmodel" < "$tmp/tall.json"
+tm="$tmp/tallmodel"
+test "$(ls "$tmp/Tall/Snapshots" | wc -l)" -eq 300
+t_block=131072 check_served depth300 "$tm/d0.l299.raw" "$tm/d0.l299.extents" \
+    "$(media_path "$tm" 0 299)"
+nbdkit -U - "$VDI_PLUGIN" "$(media_path "$tm" 0 299)" \
+       --run 'nbdinfo "$uri"' | grep 'chain depth 300$'
+expect_fail depth301 "more than 300" "$(media_path "$tm" 0 300)" -- \
+    "$(media_path "$tm" 0 300)"
+t_block=131072 check_served depth300-registry "$tm/d0.l299.raw" \
+    "$tm/d0.l299.extents" registry="$tmp/Tall/Tall.vbox" \
+    uuid="$(media_uuid "$tm" 0 299)"
+expect_fail depth301-registry "more than 300" "$(media_path "$tm" 0 300)" \
+    -- registry="$tmp/Tall/Tall.vbox" file="$(media_path "$tm" 0 300)"
+rm -rf "$tmp/Tall" "$tm"
+
+#----------------------------------------------------------------------
+# Two files with the parent's UUID (a copy that was changed since):
+# ambiguous when scanning folders; a registry says which one it is.
+d="$tmp/twins"
+mk "$d/base.vdi" --size 4M --blocks DDZD --uuid-create "$(uuid 31)" \
+   --uuid-modify "$(uuid 32)"
+mk "$d/impostor.vdi" --size 4M --blocks DZDD --uuid-create "$(uuid 31)" \
+   --uuid-modify "$(uuid 32)" --seed other
+mkchild "$d/Snapshots/child.vdi" "$d/base.vdi" --blocks FFFFZ --size 5M
+# The same child over the impostor: the same file, another model.
+mkchild "$tmp/child-over-impostor.vdi" "$d/impostor.vdi" --blocks FFFFZ \
+        --size 5M --seed child.vdi
+cmp "$d/Snapshots/child.vdi" "$tmp/child-over-impostor.vdi"
+! cmp -s "$d/Snapshots/child.vdi.raw" "$tmp/child-over-impostor.vdi.raw"
+expect_fail ambiguous ambiguous "$d/base.vdi" "$d/impostor.vdi" \
+    "$(uuid 31)" child.vdi -- "$d/Snapshots/child.vdi"
+cu="$(vdi_uuid "$d/Snapshots/child.vdi")"
+write_vbox "$d/base.vbox" "$cu" <<EOF
+        <HardDisk uuid="{$(uuid 31)}" location="base.vdi" format="VDI" type="Normal">
+          <HardDisk uuid="{$cu}" location="Snapshots/child.vdi" format="VDI"/>
+        </HardDisk>
+EOF
+sed 's/"base.vdi"/"impostor.vdi"/' "$d/base.vbox" > "$d/impostor.vbox"
+check_served twins-base "$d/Snapshots/child.vdi.raw" \
+    "$d/Snapshots/child.vdi.ext" registry="$d/base.vbox"
+check_served twins-impostor "$tmp/child-over-impostor.vdi.raw" \
+    "$tmp/child-over-impostor.vdi.ext" registry="$d/impostor.vbox"
+check_served twins-file "$d/Snapshots/child.vdi.raw" \
+    "$d/Snapshots/child.vdi.ext" registry="$d/base.vbox" \
+    file="$d/Snapshots/child.vdi"
+
+# Another name for the same file (a symbolic link, a hard link) is not
+# a second parent.
+rm "$d/impostor.vdi"
+ln -s base.vdi "$d/symlink.vdi"
+ln "$d/base.vdi" "$d/Snapshots/hardlink.vdi"
+check_served twins-links "$d/Snapshots/child.vdi.raw" \
+    "$d/Snapshots/child.vdi.ext" "$d/Snapshots/child.vdi"
+
+#----------------------------------------------------------------------
+# Junk next to the images is skipped: files named .vdi that are not
+# VDI images, empty, a directory, a FIFO (opening it must not hang),
+# an unreadable file.
+d="$tmp/junk"
+mk "$d/base.vdi" --size 3M --blocks DZD
+mkchild "$d/Snapshots/top.vdi" "$d/base.vdi" --blocks FDF
+head -c 100000 /dev/urandom > "$d/random.vdi"
+: > "$d/empty.vdi"
+mkdir "$d/Snapshots/dir.vdi"
+mkfifo "$d/fifo.vdi"
+$MAKE_VDI --corrupt bad-signature "$d/Snapshots/badsig.VDI"
+cp "$d/base.vdi" "$d/noaccess.vdi"
+chmod 000 "$d/noaccess.vdi"
+if [ "$(id -u)" -ne 0 ]; then
+    # (root reads it anyway: then it is a second copy of the parent.)
+    check_served junk "$d/Snapshots/top.vdi.raw" "$d/Snapshots/top.vdi.ext" \
+        "$d/Snapshots/top.vdi"
+fi
+rm -f "$d/noaccess.vdi"
+check_served junk2 "$d/Snapshots/top.vdi.raw" "$d/Snapshots/top.vdi.ext" \
+    "$d/Snapshots/top.vdi"
+
+#----------------------------------------------------------------------
+# A stale parent modification UUID (VDMerge leaves it so) is only a
+# warning, one line naming both images and both UUIDs.
+d="$tmp/stale"
+mk "$d/base.vdi" --size 4M --blocks DZDF --uuid-create "$(uuid 41)" \
+   --uuid-modify "$(uuid 42)"
+mkchild "$d/Snapshots/child.vdi" "$d/base.vdi" --blocks FDFZ \
+        --uuid-parent-modify "$(uuid 43)"
+check_served stale "$d/Snapshots/child.vdi.raw" "$d/Snapshots/child.vdi.ext" \
+    "$d/Snapshots/child.vdi"
+nbdkit -U - "$VDI_PLUGIN" "$d/Snapshots/child.vdi" \
+       --run 'nbdinfo --size "$uri"' 2> "$tmp/stale.err"
+cat "$tmp/stale.err"
+grep -v '^==[0-9]*==' "$tmp/stale.err" | grep -i warning > "$tmp/stale.lines"
+test "$(wc -l < "$tmp/stale.lines")" -eq 1
+for s in child.vdi base.vdi "$(uuid 42)" "$(uuid 43)"; do
+    grep -qF "$s" "$tmp/stale.lines"
+done
+! grep error "$tmp/stale.err"
+# With the right parent modification UUID, no warning.
+mkchild "$d/Snapshots/child.vdi" "$d/base.vdi" --blocks FDFZ
+nbdkit -U - "$VDI_PLUGIN" "$d/Snapshots/child.vdi" \
+       --run 'nbdinfo --size "$uri"' 2> "$tmp/fresh.err"
+! grep -i warning "$tmp/fresh.err"
+
+#----------------------------------------------------------------------
+# Registries whose UUIDs disagree with the files.
+d="$tmp/mismatch"
+mk "$d/p.vdi" --size 4M --blocks DDDD --uuid-create "$(uuid 51)"
+mk "$d/q.vdi" --size 4M --blocks ZZZZ --uuid-create "$(uuid 52)"
+mkchild "$d/Snapshots/c.vdi" "$d/q.vdi" --uuid-create "$(uuid 53)"
+# The registry nests c under p, but c's parent UUID is q's.
+write_vbox "$d/a.vbox" "$(uuid 53)" <<EOF
+        <HardDisk uuid="{$(uuid 51)}" location="p.vdi" format="VDI" type="Normal">
+          <HardDisk uuid="{$(uuid 53)}" location="Snapshots/c.vdi" format="VDI"/>
+        </HardDisk>
+        <HardDisk uuid="{$(uuid 52)}" location="q.vdi" format="VDI" type="Normal"/>
+EOF
+expect_fail registry-parent c.vdi "$(uuid 52)" "$(uuid 51)" a.vbox -- \
+    registry="$d/a.vbox"
+# The registry puts c's parent (uuid 52) in p.vdi, whose UUID is 51.
+write_vbox "$d/b.vbox" "$(uuid 53)" <<EOF
+        <HardDisk uuid="{$(uuid 52)}" location="p.vdi" format="VDI" type="Normal">
+          <HardDisk uuid="{$(uuid 53)}" location="Snapshots/c.vdi" format="VDI"/>
+        </HardDisk>
+EOF
+expect_fail registry-parent-file c.vdi p.vdi "$(uuid 52)" "$(uuid 51)" -- \
+    registry="$d/b.vbox"
+# The registry gives the top image another UUID (54) than its file's.
+write_vbox "$d/c.vbox" "$(uuid 54)" <<EOF
+        <HardDisk uuid="{$(uuid 52)}" location="q.vdi" format="VDI" type="Normal">
+          <HardDisk uuid="{$(uuid 54)}" location="Snapshots/c.vdi" format="VDI"/>
+        </HardDisk>
+EOF
+expect_fail registry-top c.vdi "$(uuid 53)" "$(uuid 54)" c.vbox -- \
+    registry="$d/c.vbox"
+# Set right, the same files work.
+sed "s/$(uuid 54)/$(uuid 53)/" "$d/c.vbox" > "$d/d.vbox"
+check_served registry-right "$d/Snapshots/c.vdi.raw" \
+    "$d/Snapshots/c.vdi.ext" registry="$d/d.vbox"
+# With a registry, parents are looked up in it only: q.vdi next to
+# the child does not count when the registry does not list it.
+write_vbox "$d/e.vbox" "$(uuid 53)" <<EOF
+        <HardDisk uuid="{$(uuid 53)}" location="Snapshots/c.vdi" format="VDI"/>
+EOF
+expect_fail registry-only c.vdi "$(uuid 52)" "registry" -- \
+    registry="$d/e.vbox"

@@ -1,0 +1,299 @@
+# nbdkit-vdi
+# Copyright the nbdkit-vdi authors
+# SPDX-License-Identifier: BSD-3-Clause
+
+# Helpers shared by test-chain-*.sh and test-registry-*.sh (not a test
+# itself).  Source it after ./functions.sh, once $tmp (the test's
+# scratch folder, as an absolute path: the plugin's messages name
+# files by their absolute paths) is set:
+#
+#   source ./functions.sh
+#   set -e
+#   set -x
+#   tmp="$(realpath "$(mktemp -d --suffix=.tmp test-chain-foo.XXXXXX)")"
+#   cleanup_fn rm -rf "$tmp"
+#   source "$abs_srcdir/test-chain-functions.sh"
+#
+# Every expected byte and extent comes from make-vdi.py's model (its
+# --machine mode writes a VirtualBox machine folder and the model of
+# every image in it), never from the plugin.
+
+# make_machine FOLDER MODEL [--models top] < SPEC.json
+#
+# Write a machine folder (see make-vdi.py --machine --help).
+make_machine ()
+{
+    local folder="$1" model="$2"
+    shift 2
+    $MAKE_VDI --machine "$folder" --spec - --model "$model" "$@"
+}
+
+# media_uuid MODEL D L, media_path MODEL D L, media_modify MODEL D L
+#
+# The UUID, file and modification UUID of layer L of disk D, from the
+# model's "D L UUID MODIFY PATH" lines (PATH may hold spaces).
+media_uuid ()
+{
+    awk -v d="$2" -v l="$3" '$1 == d && $2 == l { print $3 }' "$1/media"
+}
+media_modify ()
+{
+    awk -v d="$2" -v l="$3" '$1 == d && $2 == l { print $4 }' "$1/media"
+}
+media_path ()
+{
+    awk -v d="$2" -v l="$3" '$1 == d && $2 == l {
+        sub(/^[^ ]+ [^ ]+ [^ ]+ [^ ]+ /, ""); print }' "$1/media"
+}
+# snapshot_uuid MODEL K, snapshot_name MODEL K
+snapshot_uuid ()
+{
+    awk -v k="$2" '$1 == k { print $2 }' "$1/snapshots"
+}
+snapshot_name ()
+{
+    awk -v k="$2" '$1 == k { sub(/^[^ ]+ [^ ]+ /, ""); print }' \
+        "$1/snapshots"
+}
+
+# The UUID as the user may type it: braces, upper case.
+upper_braced ()
+{
+    echo "{$1}" | tr 'a-f' 'A-F'
+}
+
+# check_served NAME EXPECTED EXTENTS nbdkit-plugin-args...
+#
+# Serve with the plugin and these arguments, then check that clients
+# see exactly EXPECTED: the size (nbdinfo --size), every byte through
+# nbdcopy and through qemu-img convert over NBD, and $t_reads (300 by
+# default) random unaligned nbdsh reads, many across block edges
+# ($t_block: the smallest block size of the chain).  If EXTENTS is not
+# "-", nbdinfo --map must give exactly those data/zero runs; with
+# t_map=covers it must only report as data every run EXTENTS calls
+# data (the plugin may call zeros "data" inside one lookup unit).
+# Scratch files are $tmp/NAME.*.
+check_served ()
+{
+    local name="$1" expect="$2" extents="$3" p="$tmp/$1"
+    shift 3
+
+    rm -f "$p".*
+    t_prefix="$p" t_expect="$expect" t_block="${t_block:-1048576}" \
+    t_reads="${t_reads:-300}" t_seed="$name" \
+    nbdkit -U - "$VDI_PLUGIN" "$@" --run '
+        nbdinfo --size "$uri" > "$t_prefix.size" &&
+        nbdcopy "$uri" "$t_prefix.raw" &&
+        qemu-img convert -f raw -O raw "$uri" "$t_prefix.qemu" &&
+        nbdinfo --map "$uri" > "$t_prefix.nbdmap" &&
+        nbdsh -u "$uri" -c "$random_reads_py"
+    ' || return 1
+    test "$(cat "$p.size")" -eq "$(stat -c %s "$expect")" || return 1
+    cmp_sparse "$expect" "$p.raw" || return 1
+    cmp_sparse "$expect" "$p.qemu" || return 1
+    if [ "x$extents" != "x-" ]; then
+        normalise_nbdinfo_map < "$p.nbdmap" > "$p.map" || return 1
+        if [ "x$t_map" = "xcovers" ]; then
+            map_covers "$extents" "$p.map" || return 1
+        else
+            diff -u "$extents" "$p.map" || return 1
+        fi
+    fi
+    rm -f "$p.raw" "$p.qemu"
+}
+
+# map_covers MODEL GOT
+#
+# Both are "OFFSET LENGTH data|zero" runs over the same size; every
+# byte MODEL calls data must be data in GOT.
+map_covers ()
+{
+    $PYTHON -c '
+import sys
+def runs(path):
+    out = []
+    for line in open(path):
+        o, n, k = line.split()
+        out.append((int(o), int(n), k))
+    return out
+model, got = runs(sys.argv[1]), runs(sys.argv[2])
+if sum(n for _, n, _ in model) != sum(n for _, n, _ in got):
+    sys.exit("map_covers: the maps cover different sizes")
+for o, n, k in model:
+    if k != "data":
+        continue
+    for go, gn, gk in got:
+        lo, hi = max(o, go), min(o + n, go + gn)
+        if lo < hi and gk != "data":
+            sys.exit("map_covers: %d..%d is data in the model, zero in %s"
+                     % (lo, hi, sys.argv[2]))
+' "$1" "$2"
+}
+
+# sums
+#
+# Checksums of every image and settings file under $tmp, to prove that
+# a failed (or read-only) start changed nothing.
+sums ()
+{
+    $PYTHON -c '
+import errno, hashlib, os, sys
+os.chdir(sys.argv[1])
+names = []
+for dirpath, dirs, files in os.walk("."):
+    for f in files:
+        if f.lower().endswith((".vdi", ".vbox", ".xml", ".vmdk")):
+            names.append(os.path.join(dirpath, f))
+for name in sorted(names):
+    if not os.path.isfile(name):
+        continue
+    # Only the parts that hold data (with their offsets), so that big
+    # sparse images are quick.
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK)
+    except PermissionError:
+        print("unreadable", name)
+        continue
+    size = os.fstat(fd).st_size
+    h = hashlib.sha256(b"size %d\n" % size)
+    off = 0
+    while off < size:
+        try:
+            start = os.lseek(fd, off, os.SEEK_DATA)
+        except OSError as e:
+            if e.errno == errno.ENXIO:
+                break
+            raise
+        end = os.lseek(fd, start, os.SEEK_HOLE)
+        h.update(b"data at %d\n" % start)
+        while start < end:
+            buf = os.pread(fd, min(end - start, 1 << 20), start)
+            if not buf:
+                break
+            h.update(buf)
+            start += len(buf)
+        off = end
+    os.close(fd)
+    print(h.hexdigest(), name)
+' "$tmp"
+}
+
+# expect_fail NAME STRING... -- nbdkit-plugin-args...
+#
+# The plugin must refuse to start: nbdkit exits non-zero (and not by a
+# signal or a valgrind error), serves nothing, prints no crash report
+# and exactly one line containing "error", which contains every STRING
+# (fixed strings, e.g. file names and UUIDs); and no file under $tmp
+# changes.  stderr is kept in $tmp/NAME.err.
+expect_fail ()
+{
+    local name="$1" status s err="$tmp/$1.err" marker="$tmp/$1.served"
+    local strings=()
+    shift
+    while [ "$1" != "--" ]; do
+        strings+=("$1")
+        shift
+    done
+    shift
+
+    rm -f "$marker"
+    sums > "$tmp/$name.sums"
+    status=0
+    t_marker="$marker" \
+    nbdkit -U - "$VDI_PLUGIN" "$@" --run 'touch "$t_marker"' 2> "$err" ||
+        status=$?
+    cat "$err"
+
+    if [ "$status" -eq 0 ]; then
+        echo "$0: $name: nbdkit exited with status 0" >&2; return 1
+    fi
+    if [ "$status" -ge 126 ]; then
+        echo "$0: $name: nbdkit exited with status $status (signal?)" >&2
+        return 1
+    fi
+    if [ "x$NBDKIT_VALGRIND" = "x1" ] && [ "$status" -eq 119 ]; then
+        echo "$0: $name: valgrind found errors" >&2; return 1
+    fi
+    if [ -e "$marker" ]; then
+        echo "$0: $name: nbdkit served before failing" >&2; return 1
+    fi
+    if grep -E 'Segmentation|AddressSanitizer|LeakSanitizer|core dumped|Aborted|Assertion|assertion|runtime error' "$err"; then
+        echo "$0: $name: crash report in stderr" >&2; return 1
+    fi
+    grep -v -e '^==[0-9]*==' -e '^+' "$err" | grep 'error' > "$err.lines" ||
+        true
+    if [ "$(wc -l < "$err.lines")" -ne 1 ]; then
+        echo "$0: $name: expected exactly one error line" >&2; return 1
+    fi
+    for s in "${strings[@]}"; do
+        if ! grep -qF -- "$s" "$err.lines"; then
+            echo "$0: $name: the error does not contain '$s'" >&2
+            return 1
+        fi
+    done
+    if ! sums | cmp -s "$tmp/$name.sums" -; then
+        echo "$0: $name: a file changed" >&2
+        sums | diff -u "$tmp/$name.sums" - >&2
+        return 1
+    fi
+}
+
+# expect_must_fail CMD...
+#
+# A negative control: the check CMD must fail (so it can fail).
+expect_must_fail ()
+{
+    if ( "$@" ) > "$tmp/negative.log" 2>&1; then
+        echo "$0: negative control '$*' succeeded" >&2
+        return 1
+    fi
+    # How it failed, for the log.
+    grep -v '^+' "$tmp/negative.log" | tail -5
+}
+
+# write_vbox FILE ATTACHED-UUID < HARDDISK-ELEMENTS
+#
+# A minimal machine settings file written by hand: the HardDisk
+# elements read from stdin go into its media registry, and the machine
+# has one hard disk attached, ATTACHED-UUID.
+write_vbox ()
+{
+    {
+        echo '<?xml version="1.0"?>'
+        echo '<VirtualBox xmlns="http://www.virtualbox.org/" version="1.19-linux">'
+        echo '  <Machine uuid="{5eed0000-0000-4000-8000-00000000abcd}" name="Hand" snapshotFolder="Snapshots">'
+        echo '    <MediaRegistry>'
+        echo '      <HardDisks>'
+        cat
+        echo '      </HardDisks>'
+        echo '    </MediaRegistry>'
+        echo '    <StorageControllers>'
+        echo '      <StorageController name="SATA" type="AHCI" PortCount="1">'
+        echo '        <AttachedDevice type="HardDisk" port="0" device="0">'
+        echo "          <Image uuid=\"{$2}\"/>"
+        echo '        </AttachedDevice>'
+        echo '      </StorageController>'
+        echo '    </StorageControllers>'
+        echo '  </Machine>'
+        echo '</VirtualBox>'
+    } > "$1"
+}
+
+# vdi_uuid FILE: the create UUID in a VDI header (version 1.1).
+vdi_uuid ()
+{
+    $PYTHON -c '
+import sys, uuid
+with open(sys.argv[1], "rb") as f:
+    f.seek(0x188)
+    print(uuid.UUID(bytes_le=f.read(16)))' "$1"
+}
+# vdi_modify FILE: the modification UUID.
+vdi_modify ()
+{
+    $PYTHON -c '
+import sys, uuid
+with open(sys.argv[1], "rb") as f:
+    f.seek(0x198)
+    print(uuid.UUID(bytes_le=f.read(16)))' "$1"
+}
