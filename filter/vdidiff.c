@@ -399,11 +399,15 @@ vdidiff_prepare (nbdkit_next *next, void *handle, int readonly)
   struct handle *h = handle;
   int64_t size;
 
-  if (single_layer == NULL) {
-    h->layer = export_layer (next, h->exportname);
-    return h->layer ? 0 : -1;
-  }
-  h->layer = single_layer;
+  h->layer = single_layer ? single_layer
+    : export_layer (next, h->exportname);
+  if (h->layer == NULL)
+    return -1;
+  /* Every connection asks the plugin below for its size, also when
+   * its layer was opened by an earlier connection: nbdkit checks the
+   * reads of this connection against the size it learnt here (and
+   * aborts on an assertion if it never learnt it).
+   */
   size = next->get_size (next);
   if (size == -1)
     return -1;

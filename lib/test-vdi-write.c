@@ -1,0 +1,572 @@
+/* nbdkit-vdi
+ * Copyright the nbdkit-vdi authors
+ * SPDX-License-Identifier: BSD-3-Clause
+ */
+
+/* Tests of the write engine (vdi-write.c), on images in temporary
+ * files, each checked against a model of the disk in memory and
+ * against the bytes of the file (read here, not through the library):
+ *
+ * - allocation goes to slot cBlocksAllocated, in the order blocks are
+ *   first written, and the header on disk counts the slots;
+ * - a partial write into an unallocated block copies the rest of the
+ *   block up from the chain (or from what lies below a layer);
+ * - zeroing (or writing zeros over) a whole unallocated block writes
+ *   a ZERO entry and allocates nothing, zeroing an allocated block
+ *   keeps its slot, zeroing part of a block that reads zeros changes
+ *   nothing, a fast zero that would copy data up fails with ENOTSUP
+ *   and changes nothing;
+ * - a fixed image never grows and keeps its identity map;
+ * - the modify UUID is renewed at the first write and at each flush
+ *   after writes, never otherwise; the create UUID never changes;
+ * - a chain opened read-only refuses every change with EROFS;
+ * - threads writing into the same unallocated blocks at once each
+ *   allocate nothing twice.
+ */
+
+#include <config.h>
+
+#undef NDEBUG
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <stdint.h>
+#include <inttypes.h>
+#include <string.h>
+#include <errno.h>
+#include <assert.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <unistd.h>
+#include <sys/stat.h>
+
+#include <CUnit/Basic.h>
+
+#include "vdi.h"
+#include "test-common.h"
+
+#define KiB 1024
+#define BS (128 * KiB)          /* the smallest block size */
+
+#define FREE VDI_BLOCK_FREE
+#define ZERO VDI_BLOCK_ZERO
+
+/* An image in a temporary file and its chain, with a model. */
+struct disk {
+  char *path;
+  struct vdi_chain *chain;
+  uint64_t size;
+  uint8_t *model;
+};
+
+/* Write an empty dynamic (or, with type, another type of) image of
+ * size bytes with block size BS; type FIXED gets an identity map and
+ * every slot filled with random data.
+ */
+static char *
+make_image (uint64_t size, uint32_t type, unsigned seed, uint8_t **fixed_data)
+{
+  struct vdi_header h;
+  uint32_t *map, i, nslots = 0;
+  uint8_t *slots = NULL;
+  char *path;
+
+  test_header_init (&h, size, BS, seed);
+  h.type = type;
+  map = malloc (h.blocks * sizeof *map);
+  assert (map != NULL);
+  for (i = 0; i < h.blocks; ++i)
+    map[i] = FREE;
+  if (type == VDI_TYPE_FIXED) {
+    nslots = h.blocks;
+    h.blocks_allocated = nslots;
+    for (i = 0; i < h.blocks; ++i)
+      map[i] = i;
+    slots = malloc ((size_t) nslots * BS);
+    assert (slots != NULL);
+    test_random_fill (slots, (size_t) nslots * BS);
+    /* The bytes past the end of the disk are never seen. */
+    memset (slots + size, 0, (size_t) nslots * BS - size);
+    *fixed_data = slots;
+  }
+  if (type == VDI_TYPE_DIFF)
+    test_uuid_make (&h.uuid_linkage, seed + 100);
+  path = test_write_image (&h, map, slots, nslots, 0);
+  free (map);
+  return path;
+}
+
+static void
+disk_open (struct disk *d, char *path, bool layer, bool writable)
+{
+  struct vdi_image *img = vdi_image_open (path, writable ? VDI_OPEN_WRITE : 0);
+
+  CU_ASSERT_PTR_NOT_NULL_FATAL (img);
+  d->path = path;
+  d->size = vdi_header_virtual_size (vdi_image_header (img));
+  d->chain = layer ? vdi_layer_new (img) : vdi_chain_new (&img, 1);
+  CU_ASSERT_PTR_NOT_NULL_FATAL (d->chain);
+  if (d->model == NULL) {
+    d->model = calloc (1, d->size);
+    assert (d->model != NULL);
+  }
+}
+
+static void
+disk_close (struct disk *d)
+{
+  vdi_chain_free (d->chain);
+  d->chain = NULL;
+}
+
+static void
+disk_free (struct disk *d)
+{
+  disk_close (d);
+  free (d->model);
+  d->model = NULL;
+}
+
+/* What lies below a layer: a pattern that depends on the offset. */
+static uint8_t
+below_byte (uint64_t offset)
+{
+  return (uint8_t) ((offset * 7) ^ (offset >> 9)) | 1;
+}
+
+static int below_calls;
+
+static int
+below_pread (void *opaque, void *buf, uint32_t count, uint64_t offset)
+{
+  uint8_t *p = buf;
+  uint32_t i;
+
+  below_calls++;
+  for (i = 0; i < count; ++i)
+    p[i] = below_byte (offset + i);
+  return 0;
+}
+
+static const struct vdi_below below = { below_pread, NULL };
+
+/* The whole disk through the chain must equal the model. */
+static void
+check_model (struct disk *d, const struct vdi_below *b)
+{
+  uint8_t *buf = malloc (d->size);
+  uint64_t i;
+
+  assert (buf != NULL);
+  CU_ASSERT_EQUAL_FATAL (vdi_chain_pread (d->chain, buf, d->size, 0, b), 0);
+  for (i = 0; i < d->size; ++i)
+    if (buf[i] != d->model[i]) {
+      fprintf (stderr, "%s: byte %" PRIu64 " is 0x%02x, model 0x%02x\n",
+               d->path, i, buf[i], d->model[i]);
+      CU_FAIL ("the disk differs from the model");
+      break;
+    }
+  free (buf);
+}
+
+/* Raw reads of the file, independent of the library. */
+static uint32_t
+file_le32 (const char *path, uint64_t offset)
+{
+  uint8_t b[4];
+  int fd = open (path, O_RDONLY);
+
+  assert (fd >= 0);
+  assert (pread (fd, b, 4, offset) == 4);
+  close (fd);
+  return b[0] | b[1] << 8 | b[2] << 16 | (uint32_t) b[3] << 24;
+}
+
+static void
+file_bytes (const char *path, uint64_t offset, void *buf, size_t len)
+{
+  int fd = open (path, O_RDONLY);
+
+  assert (fd >= 0);
+  assert (pread (fd, buf, len, offset) == (ssize_t) len);
+  close (fd);
+}
+
+#define OFF_BLOCKS 0x154
+#define OFF_DATA 0x158
+#define OFF_ALLOCATED 0x184
+#define OFF_UUID_CREATE 0x188
+#define OFF_UUID_MODIFY 0x198
+
+static uint32_t
+file_map_entry (const char *path, uint32_t b)
+{
+  return file_le32 (path, file_le32 (path, OFF_BLOCKS) + 4 * (uint64_t) b);
+}
+
+static uint64_t
+file_size (const char *path)
+{
+  struct stat st;
+
+  assert (stat (path, &st) == 0);
+  return st.st_size;
+}
+
+static void
+do_write (struct disk *d, uint64_t offset, uint32_t len, uint8_t fill,
+          const struct vdi_below *b)
+{
+  uint8_t *buf = malloc (len);
+
+  assert (buf != NULL);
+  memset (buf, fill, len);
+  CU_ASSERT_EQUAL (vdi_chain_pwrite (d->chain, buf, len, offset, 0, b), 0);
+  memcpy (d->model + offset, buf, len);
+  free (buf);
+}
+
+static void
+do_zero (struct disk *d, uint64_t offset, uint32_t len,
+         const struct vdi_below *b)
+{
+  CU_ASSERT_EQUAL (vdi_chain_zero (d->chain, len, offset, 0, b), 0);
+  memset (d->model + offset, 0, len);
+}
+
+/* Allocation order, slot contents, counter, file size. */
+static void
+test_allocation_order (void)
+{
+  struct disk d = { 0 };
+  uint64_t data_offset;
+  uint8_t slot[BS];
+  uint32_t i;
+
+  disk_open (&d, make_image (8 * BS, VDI_TYPE_NORMAL, 1, NULL), false, true);
+  data_offset = file_le32 (d.path, OFF_DATA);
+  do_write (&d, 5 * BS + 1000, 3000, 0x55, NULL);
+  do_write (&d, 2 * BS - 10, 20, 0x22, NULL);   /* blocks 1 and 2 */
+  do_write (&d, 7 * BS, BS, 0x77, NULL);        /* whole block 7 */
+  do_write (&d, 5 * BS + 2000, 10, 0x5a, NULL); /* in place */
+  check_model (&d, NULL);
+
+  CU_ASSERT_EQUAL (file_map_entry (d.path, 5), 0);
+  CU_ASSERT_EQUAL (file_map_entry (d.path, 1), 1);
+  CU_ASSERT_EQUAL (file_map_entry (d.path, 2), 2);
+  CU_ASSERT_EQUAL (file_map_entry (d.path, 7), 3);
+  for (i = 0; i < 8; ++i)
+    if (i != 1 && i != 2 && i != 5 && i != 7)
+      CU_ASSERT_EQUAL (file_map_entry (d.path, i), FREE);
+  CU_ASSERT_EQUAL (file_le32 (d.path, OFF_ALLOCATED), 4);
+  CU_ASSERT_EQUAL (file_size (d.path), data_offset + 4 * BS);
+
+  /* Slot 0 holds block 5 whole: zeros around the data. */
+  file_bytes (d.path, data_offset, slot, BS);
+  CU_ASSERT (memcmp (slot, d.model + 5 * BS, BS) == 0);
+  file_bytes (d.path, data_offset + 3 * BS, slot, BS);
+  CU_ASSERT (memcmp (slot, d.model + 7 * BS, BS) == 0);
+  CU_ASSERT_EQUAL (vdi_chain_flush (d.chain), 0);
+  disk_close (&d);
+
+  /* Reopened, the image shows the same, and the library agrees. */
+  disk_open (&d, d.path, false, false);
+  check_model (&d, NULL);
+  CU_ASSERT_EQUAL (vdi_image_check (vdi_chain_image (d.chain, 0)), 0);
+  ASSERT_NO_ERROR ();
+  disk_free (&d);
+}
+
+/* Zeroing in all its cases on a base image. */
+static void
+test_zero_base (void)
+{
+  struct disk d = { 0 };
+  uint64_t size0;
+
+  disk_open (&d, make_image (6 * BS, VDI_TYPE_NORMAL, 2, NULL), false, true);
+  size0 = file_size (d.path);
+
+  do_zero (&d, 1 * BS, BS, NULL);               /* whole FREE: ZERO */
+  do_write (&d, 2 * BS, BS, 0, NULL);           /* zero data: ZERO */
+  do_zero (&d, 3 * BS + 100, 1000, NULL);       /* part of FREE: nothing */
+  do_zero (&d, 1 * BS + 100, 1000, NULL);       /* part of ZERO: nothing */
+  CU_ASSERT_EQUAL (file_map_entry (d.path, 1), ZERO);
+  CU_ASSERT_EQUAL (file_map_entry (d.path, 2), ZERO);
+  CU_ASSERT_EQUAL (file_map_entry (d.path, 3), FREE);
+  CU_ASSERT_EQUAL (file_le32 (d.path, OFF_ALLOCATED), 0);
+  CU_ASSERT_EQUAL (file_size (d.path), size0);
+
+  /* A write into a ZERO block allocates it, zeros around the data. */
+  do_write (&d, 1 * BS + 10, 10, 0x11, NULL);
+  CU_ASSERT_EQUAL (file_map_entry (d.path, 1), 0);
+  /* Zeroing an allocated block, whole or in part, keeps its slot. */
+  do_write (&d, 4 * BS + 5, 100, 0x44, NULL);
+  do_zero (&d, 4 * BS, BS, NULL);
+  do_zero (&d, 1 * BS + 15, 2, NULL);
+  CU_ASSERT_EQUAL (file_map_entry (d.path, 1), 0);
+  CU_ASSERT_EQUAL (file_map_entry (d.path, 4), 1);
+  CU_ASSERT_EQUAL (file_le32 (d.path, OFF_ALLOCATED), 2);
+  check_model (&d, NULL);
+
+  /* Fast zero on a base never needs data. */
+  CU_ASSERT_EQUAL (vdi_chain_zero (d.chain, 3000, 5 * BS + 7, VDI_ZERO_FAST,
+                                   NULL), 0);
+  CU_ASSERT_EQUAL (file_map_entry (d.path, 5), FREE);
+  disk_close (&d);
+  disk_open (&d, d.path, false, false);
+  check_model (&d, NULL);
+  ASSERT_NO_ERROR ();
+  disk_free (&d);
+}
+
+/* A differencing layer over something: copy-up, ZERO never FREE,
+ * fast zero refused where it would copy data up.
+ */
+static void
+test_layer_copy_up (void)
+{
+  struct disk d = { 0 };
+  uint64_t i, data_offset;
+  uint8_t slot[BS];
+  int calls;
+
+  disk_open (&d, make_image (5 * BS + 1536, VDI_TYPE_DIFF, 3, NULL),
+             true, true);
+  for (i = 0; i < d.size; ++i)
+    d.model[i] = below_byte (i);
+  check_model (&d, &below);
+  data_offset = file_le32 (d.path, OFF_DATA);
+
+  do_write (&d, 2 * BS + 4096, 512, 0xaa, &below);
+  file_bytes (d.path, data_offset, slot, BS);
+  CU_ASSERT (memcmp (slot, d.model + 2 * BS, BS) == 0);
+
+  /* Whole blocks zeroed, trimmed or written with zeros: ZERO. */
+  do_zero (&d, 0, BS, &below);
+  do_write (&d, 1 * BS, BS, 0, &below);
+  CU_ASSERT_EQUAL (file_map_entry (d.path, 0), ZERO);
+  CU_ASSERT_EQUAL (file_map_entry (d.path, 1), ZERO);
+
+  /* A fast zero of part of a FREE block would copy up: refused. */
+  calls = below_calls;
+  errno = 0;
+  CU_ASSERT_EQUAL (vdi_chain_zero (d.chain, 100, 3 * BS + 50, VDI_ZERO_FAST,
+                                   &below), -1);
+  CU_ASSERT (errno == ENOTSUP || errno == EOPNOTSUPP);
+  CU_ASSERT_EQUAL (file_map_entry (d.path, 3), FREE);
+  CU_ASSERT_EQUAL (below_calls, calls);
+  test_log_reset ();
+  /* Done for real, it copies up. */
+  do_zero (&d, 3 * BS + 50, 100, &below);
+  CU_ASSERT_EQUAL (file_map_entry (d.path, 3), 1);
+  /* The last block is partial: its slot is whole, zeros past the end. */
+  do_write (&d, 5 * BS + 1000, 536, 0xcc, &below);
+  CU_ASSERT_EQUAL (file_map_entry (d.path, 5), 2);
+  file_bytes (d.path, data_offset + 2 * BS, slot, BS);
+  CU_ASSERT (memcmp (slot, d.model + 5 * BS, 1536) == 0);
+  for (i = 1536; i < BS; ++i)
+    if (slot[i] != 0) {
+      CU_FAIL ("bytes past the end of the disk are not zero");
+      break;
+    }
+  check_model (&d, &below);
+  CU_ASSERT_EQUAL (vdi_chain_flush (d.chain), 0);
+  disk_close (&d);
+
+  disk_open (&d, d.path, true, false);
+  check_model (&d, &below);
+  CU_ASSERT_EQUAL (vdi_image_check (vdi_chain_image (d.chain, 0)), 0);
+  ASSERT_NO_ERROR ();
+  disk_free (&d);
+}
+
+/* A fixed image: in place only, never grows, identity map. */
+static void
+test_fixed (void)
+{
+  struct disk d = { 0 };
+  uint8_t *data;
+  uint64_t size0;
+  uint32_t i;
+
+  disk_open (&d, make_image (4 * BS, VDI_TYPE_FIXED, 4, &data), false, true);
+  memcpy (d.model, data, d.size);
+  free (data);
+  size0 = file_size (d.path);
+  do_write (&d, BS - 3, 7, 0x31, NULL);
+  do_zero (&d, 2 * BS, BS, NULL);
+  do_write (&d, 3 * BS, BS, 0, NULL);
+  do_zero (&d, 10, 20, NULL);
+  check_model (&d, NULL);
+  CU_ASSERT_EQUAL (file_size (d.path), size0);
+  for (i = 0; i < 4; ++i)
+    CU_ASSERT_EQUAL (file_map_entry (d.path, i), i);
+  CU_ASSERT_EQUAL (file_le32 (d.path, OFF_ALLOCATED), 4);
+  CU_ASSERT_EQUAL (vdi_chain_flush (d.chain), 0);
+  disk_close (&d);
+  disk_open (&d, d.path, false, false);
+  check_model (&d, NULL);
+  ASSERT_NO_ERROR ();
+  disk_free (&d);
+}
+
+/* The modify UUID: renewed at the first write and at flushes after
+ * writes, as VirtualBox does; never the create UUID.
+ */
+static void
+test_modify_uuid (void)
+{
+  struct disk d = { 0 };
+  uint8_t create0[16], create[16], m0[16], m1[16], m2[16], m[16];
+
+  disk_open (&d, make_image (4 * BS, VDI_TYPE_NORMAL, 5, NULL), false, true);
+  file_bytes (d.path, OFF_UUID_CREATE, create0, 16);
+  file_bytes (d.path, OFF_UUID_MODIFY, m0, 16);
+
+  CU_ASSERT_EQUAL (vdi_chain_flush (d.chain), 0);
+  file_bytes (d.path, OFF_UUID_MODIFY, m, 16);
+  CU_ASSERT (memcmp (m, m0, 16) == 0);          /* no write, no change */
+
+  do_write (&d, 100, 100, 1, NULL);
+  file_bytes (d.path, OFF_UUID_MODIFY, m1, 16);
+  CU_ASSERT (memcmp (m1, m0, 16) != 0);         /* first write */
+  do_write (&d, 300, 100, 2, NULL);
+  do_zero (&d, 2 * BS, BS, NULL);
+  file_bytes (d.path, OFF_UUID_MODIFY, m, 16);
+  CU_ASSERT (memcmp (m, m1, 16) == 0);          /* later writes */
+
+  CU_ASSERT_EQUAL (vdi_chain_flush (d.chain), 0);
+  file_bytes (d.path, OFF_UUID_MODIFY, m2, 16);
+  CU_ASSERT (memcmp (m2, m1, 16) != 0);         /* flush after writes */
+  CU_ASSERT_EQUAL (vdi_chain_flush (d.chain), 0);
+  file_bytes (d.path, OFF_UUID_MODIFY, m, 16);
+  CU_ASSERT (memcmp (m, m2, 16) == 0);          /* flush, nothing new */
+
+  file_bytes (d.path, OFF_UUID_CREATE, create, 16);
+  CU_ASSERT (memcmp (create, create0, 16) == 0);
+  ASSERT_NO_ERROR ();
+  disk_free (&d);
+}
+
+/* Opened read-only: every change fails with EROFS, the file is
+ * untouched.
+ */
+static void
+test_read_only (void)
+{
+  struct disk d = { 0 };
+  uint8_t buf[512] = { 1 }, before[1024], after[1024];
+  char *path = make_image (4 * BS, VDI_TYPE_NORMAL, 6, NULL);
+
+  CU_ASSERT_EQUAL_FATAL (file_size (path), sizeof before);
+  file_bytes (path, 0, before, sizeof before);
+  disk_open (&d, path, false, false);
+  errno = 0;
+  CU_ASSERT_EQUAL (vdi_chain_pwrite (d.chain, buf, 512, 0, 0, NULL), -1);
+  CU_ASSERT_EQUAL (errno, EROFS);
+  ASSERT_ONE_ERROR (path, "read-only");
+  test_log_reset ();
+  errno = 0;
+  CU_ASSERT_EQUAL (vdi_chain_zero (d.chain, BS, 0, 0, NULL), -1);
+  CU_ASSERT_EQUAL (errno, EROFS);
+  test_log_reset ();
+  CU_ASSERT_EQUAL (vdi_chain_flush (d.chain), 0);
+  CU_ASSERT_EQUAL_FATAL (file_size (path), sizeof after);
+  file_bytes (path, 0, after, sizeof after);
+  CU_ASSERT (memcmp (before, after, sizeof before) == 0);
+  disk_free (&d);
+}
+
+/* Threads writing into the same unallocated blocks at once. */
+#define THREADS 6
+#define RACE_BLOCKS 16
+
+struct racer {
+  struct disk *d;
+  unsigned index;
+  pthread_barrier_t *barrier;
+};
+
+static void *
+race (void *arg)
+{
+  struct racer *r = arg;
+  uint8_t buf[1000];
+  uint32_t b;
+  void *ret = NULL;
+
+  memset (buf, 0x10 + r->index, sizeof buf);
+  for (b = 0; b < RACE_BLOCKS; ++b) {
+    /* Thread i owns bytes [i * 2000, i * 2000 + 1000) of each block. */
+    uint64_t offset = (uint64_t) b * BS + r->index * 2000 + (b % 7);
+
+    /* On failure keep going, so the others are not left waiting. */
+    pthread_barrier_wait (r->barrier);
+    if (vdi_chain_pwrite (r->d->chain, buf, sizeof buf, offset, 0,
+                          &below) == -1)
+      ret = (void *) 1;
+    memcpy (r->d->model + offset, buf, sizeof buf);
+  }
+  return ret;
+}
+
+static void
+test_allocation_race (void)
+{
+  struct disk d = { 0 };
+  pthread_barrier_t barrier;
+  pthread_t threads[THREADS];
+  struct racer racers[THREADS];
+  uint64_t i;
+  uint32_t b, seen = 0;
+  unsigned t;
+
+  disk_open (&d, make_image (RACE_BLOCKS * BS, VDI_TYPE_DIFF, 7, NULL),
+             true, true);
+  for (i = 0; i < d.size; ++i)
+    d.model[i] = below_byte (i);
+  pthread_barrier_init (&barrier, NULL, THREADS);
+  for (t = 0; t < THREADS; ++t) {
+    racers[t] = (struct racer) { &d, t, &barrier };
+    assert (pthread_create (&threads[t], NULL, race, &racers[t]) == 0);
+  }
+  for (t = 0; t < THREADS; ++t) {
+    void *ret;
+
+    assert (pthread_join (threads[t], &ret) == 0);
+    CU_ASSERT_PTR_NULL (ret);
+  }
+  pthread_barrier_destroy (&barrier);
+  check_model (&d, &below);
+
+  /* Each block got exactly one slot, and the counter says so. */
+  CU_ASSERT_EQUAL (file_le32 (d.path, OFF_ALLOCATED), RACE_BLOCKS);
+  for (b = 0; b < RACE_BLOCKS; ++b) {
+    uint32_t e = file_map_entry (d.path, b);
+
+    CU_ASSERT_FATAL (e < RACE_BLOCKS);
+    CU_ASSERT ((seen & (1u << e)) == 0);
+    seen |= 1u << e;
+  }
+  disk_close (&d);
+  disk_open (&d, d.path, true, false);
+  check_model (&d, &below);
+  ASSERT_NO_ERROR ();
+  disk_free (&d);
+}
+
+int
+main (void)
+{
+  CU_pSuite s = test_init ("vdi-write");
+
+  ADD_TEST (s, test_allocation_order);
+  ADD_TEST (s, test_zero_base);
+  ADD_TEST (s, test_layer_copy_up);
+  ADD_TEST (s, test_fixed);
+  ADD_TEST (s, test_modify_uuid);
+  ADD_TEST (s, test_read_only);
+  ADD_TEST (s, test_allocation_race);
+  return test_run ();
+}

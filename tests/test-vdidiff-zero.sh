@@ -1,0 +1,138 @@
+#!/usr/bin/env bash
+# nbdkit-vdi
+# Copyright the nbdkit-vdi authors
+# SPDX-License-Identifier: BSD-3-Clause
+
+# Zeroed data must stay zero (VirtualBox issue #850: older VirtualBox
+# marked zeroed blocks of a differencing image ZERO only in memory,
+# left them FREE on disk, and the parent's data came back after a
+# restart).  Over a base full of data, through the vdidiff filter:
+# zero whole blocks, trim whole blocks, write whole blocks of zeros,
+# zero with the fast-zero flag, zero inside blocks; restart (and once
+# kill -9 without a flush); the disk reads zeros there, the
+# differencing image's map has ZERO (0xFFFFFFFE) entries for the whole
+# blocks and never FREE, and "nbdkit vdi DIFF.vdi" alone reads the
+# same.  The same for the vdi plugin writing the top of a chain.
+
+source ./functions.sh
+source "$abs_srcdir/write-functions.sh"
+set -e
+set -x
+
+requires_nbdsh
+skip_if_valgrind "kill -9 of nbdkit under valgrind"
+
+tmp="$(mktemp -d --suffix=.tmp test-vdidiff-zero.XXXXXX)"
+cleanup_fn rm -rf "$tmp"
+export tmp RANDOM_IO
+
+MiB=1048576
+
+# A base whose ten 1 MiB blocks all hold random data.
+$MAKE_VDI --size 10M --blocks DDDDDDDDDD --seed z-base \
+          --expect "$tmp/base.raw" "$tmp/base.vdi"
+base_sum="$(sha256_of "$tmp/base.vdi")"
+
+# The requests, applied to the disk (h) and to the model (m).
+cat > "$tmp/zero.py" <<'EOF'
+import errno, os
+import nbd
+MiB = 1 << 20
+def do(what, off, n, fn):
+    fn()
+    m[off:off + n] = bytes(n)
+m = bytearray(open(os.environ["model"], "rb").read())
+# Block 0: written, then zeroed whole: stays allocated, reads zeros.
+h.pwrite(b"w" * 1000, 5000)
+do("zero", 0, MiB, lambda: h.zero(MiB, 0))
+# Block 1: zeroed whole.
+do("zero", 1 * MiB, MiB, lambda: h.zero(MiB, 1 * MiB))
+# Block 2: trimmed whole.
+do("trim", 2 * MiB, MiB, lambda: h.trim(MiB, 2 * MiB))
+# Blocks 3-4: one zero request, with FUA.
+do("zero", 3 * MiB, 2 * MiB,
+   lambda: h.zero(2 * MiB, 3 * MiB, nbd.CMD_FLAG_FUA))
+# Block 5: a write of zeros over the whole block.
+do("write", 5 * MiB, MiB, lambda: h.pwrite(bytes(MiB), 5 * MiB))
+# Block 6: a fast zero of the whole block needs no data: accepted.
+do("fast zero", 6 * MiB, MiB,
+   lambda: h.zero(MiB, 6 * MiB, nbd.CMD_FLAG_FAST_ZERO))
+# Block 7: a fast zero of part of it would copy data up: refused,
+# nothing changes; then zeroed for real (copied up, allocated).
+try:
+    h.zero(1000, 7 * MiB + 300, nbd.CMD_FLAG_FAST_ZERO)
+    raise AssertionError("a fast zero that needs a copy-up was accepted")
+except nbd.Error as e:
+    assert e.errnum in (errno.ENOTSUP, errno.EOPNOTSUPP), e
+do("zero", 7 * MiB + 300, 1000, lambda: h.zero(1000, 7 * MiB + 300))
+# Block 8: trimmed in part: copied up, allocated.
+do("trim", 8 * MiB + 4096, 70000, lambda: h.trim(70000, 8 * MiB + 4096))
+# Block 9: untouched.
+assert h.pread(10 * MiB, 0) == bytes(m), "the disk differs from the model"
+open(os.environ["model"], "wb").write(m)
+EOF
+
+# check_map IMAGE: blocks 1-6 ZERO, 0, 7 and 8 allocated, 9 FREE.
+check_map ()
+{
+    vdi_map "$1" > "$tmp/map"
+    cat "$tmp/map"
+    awk '
+        $1 >= 1 && $1 <= 6 && $2 != "ZERO" { exit 1 }
+        ($1 == 0 || $1 == 7 || $1 == 8) && $2 !~ /^[0-9]+$/ { exit 1 }
+        $1 == 9 && $2 != "FREE" { exit 1 }
+    ' "$tmp/map"
+}
+
+# --- The vdidiff filter over the vdi plugin ---------------------------
+
+export model="$tmp/model"
+cp "$tmp/base.raw" "$model"
+nbdkit -U - --filter="$VDIDIFF_FILTER" "$VDI_PLUGIN" "$tmp/base.vdi" \
+       vdidiff="$tmp/diff.vdi" --run 'nbdsh -u "$uri" -c "exec(open(\"$tmp/zero.py\").read())"'
+# The model has zeros where the base had data.
+! cmp -s "$model" "$tmp/base.raw"
+check_map "$tmp/diff.vdi"
+$VDI_CHECK "$tmp/diff.vdi"
+
+# After a restart: zeros, not the base's data.
+nbdkit -U - --filter="$VDIDIFF_FILTER" "$VDI_PLUGIN" "$tmp/base.vdi" \
+       vdidiff="$tmp/diff.vdi" --run '$RANDOM_IO verify "$uri" "$model"'
+nbdkit -U - "$VDI_PLUGIN" "$tmp/diff.vdi" readonly=true \
+       --run '$RANDOM_IO verify "$uri" "$model"'
+# And the extents say zero there.
+nbdkit -U - "$VDI_PLUGIN" "$tmp/diff.vdi" readonly=true \
+       --run 'nbdinfo --map "$uri"' | normalise_nbdinfo_map > "$tmp/extents"
+cat "$tmp/extents"
+grep -qx "$MiB $(( 6 * MiB )) zero" "$tmp/extents"
+test "$(sha256_of "$tmp/base.vdi")" = "$base_sum"
+
+# --- kill -9 right after zeroing, without a flush ---------------------
+
+cp "$tmp/base.raw" "$model"
+start_server "$tmp/pid" "$tmp/sock" "$tmp/log" \
+    --filter="$VDIDIFF_FILTER" "$VDI_PLUGIN" "$tmp/base.vdi" \
+    vdidiff="$tmp/killed.vdi"
+nbdsh -u "$(uri_of "$tmp/sock")" -c "exec(open(\"$tmp/zero.py\").read())"
+p="$(cat "$tmp/pid")"
+kill -9 "$p"
+wait_gone "$p"
+$VDI_CHECK "$tmp/killed.vdi"
+check_map "$tmp/killed.vdi"
+nbdkit -U - "$VDI_PLUGIN" "$tmp/killed.vdi" readonly=true \
+       --run '$RANDOM_IO verify "$uri" "$model"'
+
+# --- The vdi plugin writing the top of a chain ------------------------
+
+# A differencing image with every block FREE over the base.
+$MAKE_VDI --type diff --parent "$tmp/base.vdi" --parent-expect "$tmp/base.raw" \
+          --blocks FFFFFFFFFF --seed z-top --expect "$tmp/top.raw" "$tmp/top.vdi"
+cmp "$tmp/top.raw" "$tmp/base.raw"
+cp "$tmp/top.raw" "$model"
+nbdkit -U - "$VDI_PLUGIN" "$tmp/top.vdi" \
+       --run 'nbdsh -u "$uri" -c "exec(open(\"$tmp/zero.py\").read())"'
+check_map "$tmp/top.vdi"
+$VDI_CHECK "$tmp/top.vdi"
+nbdkit -U - "$VDI_PLUGIN" "$tmp/top.vdi" readonly=true \
+       --run '$RANDOM_IO verify "$uri" "$model"'
+test "$(sha256_of "$tmp/base.vdi")" = "$base_sum"

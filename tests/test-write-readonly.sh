@@ -1,0 +1,148 @@
+#!/usr/bin/env bash
+# nbdkit-vdi
+# Copyright the nbdkit-vdi authors
+# SPDX-License-Identifier: BSD-3-Clause
+
+# What the vdi plugin must serve read-only, however a client insists
+# (random-io.py readonly: the export is read-only, and writes, zeroes
+# and trims sent anyway are refused, changing nothing):
+#   - readonly=true, and nbdkit -r;
+#   - a snapshot state (registry= snapshot=), and an Immutable medium
+#     of a machine (a .vbox written here), with a note at start that
+#     points to the vdidiff filter;
+#   - a version 0 image.
+# The machine's current state (the differencing image on top of the
+# snapshot's base) stays writable, and the vdidiff filter makes the
+# snapshot state writable without touching the machine's images.
+# Every image is unchanged (checksums).
+
+source ./functions.sh
+source "$abs_srcdir/write-functions.sh"
+set -e
+set -x
+
+requires_nbdsh
+
+tmp="$(mktemp -d --suffix=.tmp test-write-readonly.XXXXXX)"
+cleanup_fn rm -rf "$tmp"
+export RANDOM_IO tmp
+
+base_uuid=6f1e5a20-0b1c-4d2e-8f30-000000000001
+diff_uuid=6f1e5a20-0b1c-4d2e-8f30-000000000002
+imm_uuid=6f1e5a20-0b1c-4d2e-8f30-000000000003
+machine_uuid=6f1e5a20-0b1c-4d2e-8f30-0000000000aa
+snap_uuid=6f1e5a20-0b1c-4d2e-8f30-0000000000bb
+
+mkdir "$tmp/Snapshots"
+$MAKE_VDI --size 6M --seed ro-base --uuid-create $base_uuid \
+          --expect "$tmp/base.raw" "$tmp/base.vdi"
+$MAKE_VDI --type diff --parent "$tmp/base.vdi" --parent-expect "$tmp/base.raw" \
+          --seed ro-diff --uuid-create $diff_uuid \
+          --expect "$tmp/diff.raw" "$tmp/Snapshots/diff.vdi"
+$MAKE_VDI --size 5M --seed ro-imm --uuid-create $imm_uuid \
+          --expect "$tmp/imm.raw" "$tmp/imm.vdi"
+$MAKE_VDI --header v0 --size 3M --seed ro-v0 \
+          --expect "$tmp/v0.raw" "$tmp/v0.vdi"
+
+cat > "$tmp/m.vbox" <<EOF
+<?xml version="1.0"?>
+<VirtualBox xmlns="http://www.virtualbox.org/" version="1.19-linux">
+  <Machine uuid="{$machine_uuid}" name="ro" currentSnapshot="{$snap_uuid}">
+    <MediaRegistry>
+      <HardDisks>
+        <HardDisk uuid="{$base_uuid}" location="base.vdi" format="VDI" type="Normal">
+          <HardDisk uuid="{$diff_uuid}" location="Snapshots/diff.vdi" format="VDI"/>
+        </HardDisk>
+        <HardDisk uuid="{$imm_uuid}" location="imm.vdi" format="VDI" type="Immutable"/>
+      </HardDisks>
+    </MediaRegistry>
+    <Snapshot uuid="{$snap_uuid}" name="Before upgrade">
+      <Hardware>
+        <StorageControllers>
+          <StorageController name="SATA" type="AHCI">
+            <AttachedDevice type="HardDisk" port="0" device="0">
+              <Image uuid="{$base_uuid}"/>
+            </AttachedDevice>
+          </StorageController>
+        </StorageControllers>
+      </Hardware>
+    </Snapshot>
+    <Hardware>
+      <StorageControllers>
+        <StorageController name="SATA" type="AHCI">
+          <AttachedDevice type="HardDisk" port="0" device="0">
+            <Image uuid="{$diff_uuid}"/>
+          </AttachedDevice>
+          <AttachedDevice type="HardDisk" port="1" device="0">
+            <Image uuid="{$imm_uuid}"/>
+          </AttachedDevice>
+        </StorageController>
+      </StorageControllers>
+    </Hardware>
+  </Machine>
+</VirtualBox>
+EOF
+
+images="base.vdi Snapshots/diff.vdi imm.vdi v0.vdi"
+sums () { for f in $images; do sha256_of "$tmp/$f"; done; }
+before="$(sums)"
+
+# read_only EXPECTED.raw NOTE_PATTERN nbdkit-args...
+# Serve read-only: the disk shows EXPECTED.raw, writes are refused,
+# and if NOTE_PATTERN is set, nbdkit says why at start.
+read_only ()
+{
+    local expect="$1" note="$2"
+    shift 2
+    export expect
+    nbdkit -U - "$@" --run '
+        $RANDOM_IO readonly "$uri" &&
+        $RANDOM_IO verify "$uri" "$expect"
+    ' 2> "$tmp/err" || { cat "$tmp/err"; return 1; }
+    cat "$tmp/err"
+    if [ -n "$note" ]; then
+        grep -E "$note" "$tmp/err"
+        grep "vdidiff" "$tmp/err"
+    fi
+}
+
+read_only "$tmp/base.raw" "" "$VDI_PLUGIN" "$tmp/base.vdi" readonly=true
+read_only "$tmp/base.raw" "" -r "$VDI_PLUGIN" "$tmp/base.vdi"
+read_only "$tmp/diff.raw" "" -r "$VDI_PLUGIN" "$tmp/Snapshots/diff.vdi"
+read_only "$tmp/base.raw" "read-only because it is the state of a snapshot" \
+          "$VDI_PLUGIN" registry="$tmp/m.vbox" snapshot="Before upgrade"
+read_only "$tmp/base.raw" "read-only because it is the state of a snapshot" \
+          "$VDI_PLUGIN" registry="$tmp/m.vbox" snapshot="{$snap_uuid}"
+read_only "$tmp/imm.raw" "read-only because its base medium is Immutable" \
+          "$VDI_PLUGIN" registry="$tmp/m.vbox" disk=1
+read_only "$tmp/imm.raw" "read-only because its base medium is Immutable" \
+          "$VDI_PLUGIN" registry="$tmp/m.vbox" uuid=$imm_uuid
+read_only "$tmp/v0.raw" "version 0" "$VDI_PLUGIN" "$tmp/v0.vdi"
+
+test "$(sums)" = "$before"
+
+# The current state is writable: the writes go to the differencing
+# image, never to the snapshot's base.
+cp "$tmp/diff.raw" "$tmp/current.model"
+nbdkit -U - "$VDI_PLUGIN" registry="$tmp/m.vbox" --run '
+    $RANDOM_IO run "$uri" "$tmp/current.model" --ops 60 --seed current
+'
+test "$(sha256_of "$tmp/base.vdi")" = "$(echo "$before" | sed -n 1p)"
+test "$(sha256_of "$tmp/Snapshots/diff.vdi")" != "$(echo "$before" | sed -n 2p)"
+$VDI_CHECK "$tmp/Snapshots/diff.vdi"
+nbdkit -U - "$VDI_PLUGIN" "$tmp/Snapshots/diff.vdi" readonly=true \
+       --run '$RANDOM_IO verify "$uri" "$tmp/current.model"'
+
+# The snapshot state, writable through the vdidiff filter: the writes
+# go to try.vdi, a child of the snapshot's base.
+cp "$tmp/base.raw" "$tmp/try.model"
+nbdkit -U - --filter="$VDIDIFF_FILTER" "$VDI_PLUGIN" registry="$tmp/m.vbox" \
+       snapshot="Before upgrade" vdidiff="$tmp/try.vdi" --run '
+    $RANDOM_IO run "$uri" "$tmp/try.model" --ops 60 --seed try
+'
+test "$(sha256_of "$tmp/base.vdi")" = "$(echo "$before" | sed -n 1p)"
+test "$(vdi_field "$tmp/try.vdi" uuidLinkage)" = \
+     "$(vdi_field "$tmp/base.vdi" uuidCreate)"
+$VDI_CHECK "$tmp/try.vdi"
+nbdkit -U - "$VDI_PLUGIN" "$tmp/try.vdi" readonly=true \
+       --run '$RANDOM_IO verify "$uri" "$tmp/try.model"'

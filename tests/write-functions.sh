@@ -1,0 +1,192 @@
+# nbdkit-vdi
+# Copyright the nbdkit-vdi authors
+# SPDX-License-Identifier: BSD-3-Clause
+
+# Helpers for the write tests (test-write-*.sh, test-vdidiff-*.sh),
+# sourced after ./functions.sh:
+#
+#   source ./functions.sh
+#   source $abs_srcdir/write-functions.sh
+
+# The model-based random I/O driver (see its --help).
+RANDOM_IO="$PYTHON $abs_srcdir/random-io.py"
+
+# start_server PIDFILE SOCKET LOG nbdkit-args...
+#
+# (A server in the background writes its errors to LOG only with -v.)
+#
+# Start nbdkit in the background on a Unix socket, its stderr in LOG,
+# and return as soon as it serves (start_nbdkit waits in steps of a
+# second, too slow for the crash rounds).  Registers a cleanup that
+# stops it.  Fails if nbdkit exits instead.
+start_server ()
+{
+    local pidfile="$1" sock="$2" log="$3" i pid
+    shift 3
+    rm -f "$pidfile" "$sock"
+    nbdkit --log=stderr -P "$pidfile" -U "$sock" "$@" 2>> "$log" || {
+        cat "$log"
+        echo "$0: start_server: nbdkit failed to start" >&2
+        return 1
+    }
+    for (( i = 0; i < 1200; ++i )); do
+        test -s "$pidfile" && test -S "$sock" && break
+        sleep 0.05
+    done
+    if ! test -s "$pidfile" || ! test -S "$sock"; then
+        cat "$log"
+        echo "$0: start_server: nbdkit did not start" >&2
+        return 1
+    fi
+    pid="$(cat "$pidfile")"
+    # Under valgrind, the log of a server in the background is checked
+    # after it has stopped (hooks run last registered first).
+    if [ "x$NBDKIT_VALGRIND" = "x1" ]; then
+        cleanup_fn valgrind_log_clean "$log"
+    fi
+    cleanup_fn stop_pid "$pid"
+}
+
+# valgrind_log_clean LOG: fail the test if valgrind reported errors or
+# definite leaks in LOG.
+valgrind_log_clean ()
+{
+    if grep -E 'ERROR SUMMARY: [1-9]|definitely lost: [1-9]' "$1"; then
+        echo "$0: valgrind found errors, see $1" >&2
+        _cleanup_status=1
+    fi
+}
+
+# stop_server PIDFILE
+#
+# SIGTERM and wait until the process has gone (so its locks are
+# released); fail if it needs more than 10 seconds.
+stop_server ()
+{
+    stop_pid "$(cat "$1")"
+}
+
+# stop_pid PID: the same for a process id, and as a cleanup hook: like
+# kill_nbdkit, needing SIGKILL fails the test.
+stop_pid ()
+{
+    kill "$1" 2>/dev/null || return 0
+    wait_gone "$1" && return 0
+    kill -9 "$1"
+    _cleanup_status=1
+    return 1
+}
+
+# wait_gone PID: wait until the process has exited (10 s at most).  A
+# zombie counts as gone: it has closed its files (and so dropped its
+# locks), and the daemon's parent (init) may reap it late.
+wait_gone ()
+{
+    local i state
+    for (( i = 0; i < 200; ++i )); do
+        state="$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -c1)"
+        if [ -z "$state" ] || [ "$state" = Z ] || [ "$state" = X ]; then
+            return 0
+        fi
+        sleep 0.05
+    done
+    echo "$0: process $1 did not exit" >&2
+    return 1
+}
+
+# uri_of SOCKET [EXPORT]
+uri_of ()
+{
+    echo "nbd+unix:///$2?socket=$1"
+}
+
+# vdi_field FILE FIELD
+#
+# Print a header field of a version 1.1 image as a number, or a UUID
+# field as the 32 hex digits of its 16 bytes as stored.
+vdi_field ()
+{
+    $PYTHON -c '
+import struct, sys
+fields = {"signature": (0x40, "<I"), "version": (0x44, "<I"),
+          "cbHeader": (0x48, "<I"), "type": (0x4C, "<I"),
+          "flags": (0x50, "<I"), "offBlocks": (0x154, "<I"),
+          "offData": (0x158, "<I"), "cbDisk": (0x170, "<Q"),
+          "cbBlock": (0x178, "<I"), "cbBlockExtra": (0x17C, "<I"),
+          "cBlocks": (0x180, "<I"), "cBlocksAllocated": (0x184, "<I")}
+uuids = {"uuidCreate": 0x188, "uuidModify": 0x198, "uuidLinkage": 0x1A8,
+         "uuidParentModify": 0x1B8}
+with open(sys.argv[1], "rb") as f:
+    hdr = f.read(0x200)
+name = sys.argv[2]
+if name in uuids:
+    print(hdr[uuids[name]:uuids[name] + 16].hex())
+else:
+    off, fmt = fields[name]
+    print(struct.unpack_from(fmt, hdr, off)[0])
+' "$1" "$2"
+}
+
+# vdi_map FILE: print the block map, one "INDEX ENTRY" line per block
+# with ENTRY as FREE, ZERO or the slot number.
+vdi_map ()
+{
+    $PYTHON -c '
+import struct, sys
+with open(sys.argv[1], "rb") as f:
+    hdr = f.read(0x200)
+    off_blocks, = struct.unpack_from("<I", hdr, 0x154)
+    n, = struct.unpack_from("<I", hdr, 0x180)
+    f.seek(off_blocks)
+    m = struct.unpack("<%dI" % n, f.read(4 * n))
+for i, e in enumerate(m):
+    print(i, {0xFFFFFFFF: "FREE", 0xFFFFFFFE: "ZERO"}.get(e, e))
+' "$1"
+}
+
+# uuid_text HEX32: the text form of a UUID given as its 16 bytes as
+# stored in a VDI header (GUID byte order), without braces.
+uuid_text ()
+{
+    $PYTHON -c '
+import sys, uuid
+print(uuid.UUID(bytes_le=bytes.fromhex(sys.argv[1])))
+' "$1"
+}
+
+# zeros FILE SIZE: a sparse file of SIZE zero bytes.
+zeros ()
+{
+    rm -f "$1"
+    truncate -s "$2" "$1"
+}
+
+# expect_start_failure ERR PATTERN nbdkit-args...
+#
+# nbdkit must refuse to start: run it in the foreground on a Unix
+# socket (not captive: under --run, nbdkit 1.32 starts the command
+# before the filters' after_fork, and a client of a server that failed
+# there waits for ever), and it must exit non-zero, not by a signal,
+# within 60 seconds, with an error matching PATTERN (grep -E) in ERR.
+expect_start_failure ()
+{
+    local err="$1" pattern="$2" status=0 sock
+    shift 2
+    sock="$err.sock"
+    rm -f "$sock"
+    timeout 60 nbdkit -f -U "$sock" "$@" 2> "$err" || status=$?
+    cat "$err"
+    rm -f "$sock"
+    if [ $status -eq 0 ] || [ $status -ge 124 ]; then
+        echo "$0: nbdkit $*: exit status $status, expected a failure" >&2
+        return 1
+    fi
+    if grep -E 'Segmentation|AddressSanitizer|core dumped|Assertion' "$err"; then
+        echo "$0: nbdkit $*: crashed" >&2
+        return 1
+    fi
+    grep -E "error.*($pattern)" "$err" || {
+        echo "$0: nbdkit $*: no error matching '$pattern'" >&2
+        return 1
+    }
+}
