@@ -35,6 +35,7 @@
 #include "ispowerof2.h"
 
 #include "vdi.h"
+#include "vdi-nbdkit.h"
 
 /* -D vdidiff.verbose=1: say how each layer was opened. */
 NBDKIT_DLL_PUBLIC int vdidiff_debug_verbose;
@@ -65,26 +66,9 @@ struct handle {
 };
 
 static void
-log_to_nbdkit (enum vdi_log_level level, const char *msg)
-{
-  switch (level) {
-  case VDI_LOG_ERROR:
-    nbdkit_error ("%s", msg);
-    break;
-  case VDI_LOG_WARNING:
-    /* nbdkit has no warning call; debug would hide it. */
-    fprintf (stderr, "nbdkit: vdidiff: warning: %s\n", msg);
-    break;
-  case VDI_LOG_DEBUG:
-    nbdkit_debug ("%s", msg);
-    break;
-  }
-}
-
-static void
 vdidiff_load (void)
 {
-  vdi_set_log_function (log_to_nbdkit);
+  vdi_set_log_function (vdi_nbdkit_log);
 }
 
 static void
@@ -269,7 +253,8 @@ layer_open (nbdkit_next *next, const char *path)
                   path, vdi_header_virtual_size (h), size);
     goto err;
   }
-  if (autoreset && !created && vdi_image_reset (img) == -1)
+  if (autoreset && !created &&
+      vdi_image_reset (img, known_parent ? &parent_modify : NULL) == -1)
     goto err;
   if (vdidiff_debug_verbose)
     nbdkit_debug ("%s: %s differencing image %s over parent %s", path,
@@ -511,13 +496,6 @@ below_pread (void *opaque, void *buf, uint32_t count, uint64_t offset)
 
 #define BELOW(next) (&(struct vdi_below) { below_pread, (next) })
 
-static unsigned
-write_flags (uint32_t flags)
-{
-  return (flags & NBDKIT_FLAG_FUA ? VDI_WRITE_FUA : 0) |
-    (flags & NBDKIT_FLAG_FAST_ZERO ? VDI_ZERO_FAST : 0);
-}
-
 static int
 vdidiff_pread (nbdkit_next *next, void *handle,
                void *buf, uint32_t count, uint64_t offset,
@@ -541,7 +519,7 @@ vdidiff_pwrite (nbdkit_next *next, void *handle,
   struct handle *h = handle;
 
   if (vdi_chain_pwrite (h->layer->chain, buf, count, offset,
-                        write_flags (flags), BELOW (next)) == -1) {
+                        vdi_nbdkit_write_flags (flags), BELOW (next)) == -1) {
     *err = errno;
     return -1;
   }
@@ -554,8 +532,8 @@ vdidiff_zero (nbdkit_next *next, void *handle,
 {
   struct handle *h = handle;
 
-  if (vdi_chain_zero (h->layer->chain, count, offset, write_flags (flags),
-                      BELOW (next)) == -1) {
+  if (vdi_chain_zero (h->layer->chain, count, offset,
+                      vdi_nbdkit_write_flags (flags), BELOW (next)) == -1) {
     *err = errno;
     return -1;
   }

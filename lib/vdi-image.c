@@ -403,9 +403,7 @@ vdi_uuid_generate (struct vdi_uuid *uuid)
   return 0;
 }
 
-/* Write an empty map (every entry FREE) and set the file's size to
- * the start of the data area.
- */
+/* Write an empty map: every entry FREE. */
 static int
 write_empty_map (int fd, const char *filename, const struct vdi_header *h)
 {
@@ -421,6 +419,13 @@ write_empty_map (int fd, const char *filename, const struct vdi_header *h)
     vdi_error ("%s: writing the block map: %m", filename);
     return -1;
   }
+  return 0;
+}
+
+/* Cut the file at the start of the data area. */
+static int
+truncate_data (int fd, const char *filename, const struct vdi_header *h)
+{
   if (ftruncate (fd, h->data_offset) == -1) {
     vdi_error ("%s: ftruncate: %m", filename);
     return -1;
@@ -476,7 +481,8 @@ vdi_image_create (const char *filename, const struct vdi_header *h)
     vdi_error ("%s: writing the header: %m", tmp);
     goto err;
   }
-  if (write_empty_map (fd, tmp, h) == -1)
+  if (write_empty_map (fd, tmp, h) == -1 ||
+      truncate_data (fd, tmp, h) == -1)
     goto err;
   if (fsync (fd) == -1) {
     vdi_error ("%s: fsync: %m", tmp);
@@ -502,16 +508,24 @@ vdi_image_create (const char *filename, const struct vdi_header *h)
 }
 
 int
-vdi_image_reset (struct vdi_image *img)
+vdi_image_reset (struct vdi_image *img, const struct vdi_uuid *parent_modify)
 {
   struct vdi_header *h = &img->header;
 
   if (vdi_uuid_generate (&h->uuid_modify) == -1)
     return -1;
+  if (parent_modify)
+    h->uuid_parent_modify = *parent_modify;
   h->blocks_allocated = 0;
   memset (img->map, 0xff, 4 * (size_t) h->blocks); /* VDI_BLOCK_FREE */
+
+  /* The empty map and the header reach the disk before the data goes,
+   * so that at no point does the header count slots the file lacks.
+   */
   if (write_empty_map (img->fd, img->filename, h) == -1 ||
       vdi_image_write_header (img) == -1 ||
+      vdi_image_sync (img) == -1 ||
+      truncate_data (img->fd, img->filename, h) == -1 ||
       vdi_image_sync (img) == -1)
     return -1;
   img->file_size = h->data_offset;

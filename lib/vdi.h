@@ -176,10 +176,13 @@ extern void vdi_header_init_dynamic (struct vdi_header *h, uint32_t type,
 extern int vdi_image_create (const char *filename, const struct vdi_header *h)
   __attribute__ ((__nonnull__ (1, 2)));
 
-/* Empty a writable image: every block FREE, no data, a new modify
- * UUID, the create and linkage UUIDs kept; synced to disk.
+/* Empty a writable image, as VirtualBox resets a differencing image:
+ * every block FREE, no data, a new modify UUID, the create and
+ * linkage UUIDs kept, the parent-modify UUID set to parent_modify
+ * (the parent's current modify UUID) unless NULL; synced to disk.
  */
-extern int vdi_image_reset (struct vdi_image *img)
+extern int vdi_image_reset (struct vdi_image *img,
+                            const struct vdi_uuid *parent_modify)
   __attribute__ ((__nonnull__ (1)));
 
 /* A random (version 4) UUID. */

@@ -25,6 +25,7 @@
 
 #include "vbox-registry.h"
 #include "vdi.h"
+#include "vdi-nbdkit.h"
 
 /* -D vdi.header=1: print the header and a block map summary of every
  * image of the chain.
@@ -58,26 +59,9 @@ static bool writable;
 static pthread_mutex_t writable_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static void
-log_to_nbdkit (enum vdi_log_level level, const char *msg)
-{
-  switch (level) {
-  case VDI_LOG_ERROR:
-    nbdkit_error ("%s", msg);
-    break;
-  case VDI_LOG_WARNING:
-    /* nbdkit has no warning call; debug would hide it. */
-    fprintf (stderr, "nbdkit: vdi: warning: %s\n", msg);
-    break;
-  case VDI_LOG_DEBUG:
-    nbdkit_debug ("%s", msg);
-    break;
-  }
-}
-
-static void
 vdi_load (void)
 {
-  vdi_set_log_function (log_to_nbdkit);
+  vdi_set_log_function (vdi_nbdkit_log);
 }
 
 static void
@@ -578,21 +562,14 @@ vdi_pread (void *handle, void *buf, uint32_t count, uint64_t offset,
   return vdi_chain_pread (chain, buf, count, offset, NULL);
 }
 
-static unsigned
-write_flags (uint32_t flags)
-{
-  return (flags & NBDKIT_FLAG_FUA ? VDI_WRITE_FUA : 0) |
-    (flags & NBDKIT_FLAG_FAST_ZERO ? VDI_ZERO_FAST : 0);
-}
-
 static int
 vdi_pwrite (void *handle, const void *buf, uint32_t count, uint64_t offset,
             uint32_t flags)
 {
   if (begin_write () == -1)
     return -1;
-  return vdi_chain_pwrite (chain, buf, count, offset, write_flags (flags),
-                           NULL);
+  return vdi_chain_pwrite (chain, buf, count, offset,
+                           vdi_nbdkit_write_flags (flags), NULL);
 }
 
 static int
@@ -600,7 +577,8 @@ vdi_zero (void *handle, uint32_t count, uint64_t offset, uint32_t flags)
 {
   if (begin_write () == -1)
     return -1;
-  return vdi_chain_zero (chain, count, offset, write_flags (flags), NULL);
+  return vdi_chain_zero (chain, count, offset,
+                         vdi_nbdkit_write_flags (flags), NULL);
 }
 
 /* Trimmed ranges read back as zeros: trim is zero without the promise
@@ -612,7 +590,8 @@ vdi_trim (void *handle, uint32_t count, uint64_t offset, uint32_t flags)
   if (begin_write () == -1)
     return -1;
   return vdi_chain_zero (chain, count, offset,
-                         write_flags (flags & NBDKIT_FLAG_FUA), NULL);
+                         vdi_nbdkit_write_flags (flags & NBDKIT_FLAG_FUA),
+                         NULL);
 }
 
 static int
