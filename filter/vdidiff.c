@@ -56,6 +56,7 @@ struct layer {
 
 /* The layer of vdidiff=, or the layers of vdidiff-dir= by export. */
 static struct layer *single_layer;
+static struct vdi_image *early_image;   /* vdidiff= until after_fork */
 static struct layer **layers;
 static size_t nr_layers;
 static pthread_mutex_t layers_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -86,6 +87,7 @@ vdidiff_unload (void)
 {
   size_t i;
 
+  vdi_image_close (early_image);
   layer_free (single_layer);
   for (i = 0; i < nr_layers; ++i)
     layer_free (layers[i]);
@@ -210,9 +212,11 @@ create_image (const char *path, uint64_t size, bool known_parent,
   return vdi_image_create (path, &h);
 }
 
-/* Open (creating it if missing) the layer in path over next. */
+/* Open (creating it if missing) the layer in path over next; opened
+ * is the image if the caller has opened it already, or NULL.
+ */
 static struct layer *
-layer_open (nbdkit_next *next, const char *path)
+layer_open (nbdkit_next *next, const char *path, struct vdi_image *opened)
 {
   struct vdi_uuid linkage, parent_modify;
   bool known_parent = expected_parent (next, &linkage, &parent_modify);
@@ -223,16 +227,18 @@ layer_open (nbdkit_next *next, const char *path)
   char a[VDI_UUID_STRLEN], b[VDI_UUID_STRLEN];
   bool created = false;
 
+  img = opened;
   if (size == -1)
-    return NULL;
-  if (access (path, F_OK) == -1) {
+    goto err;
+  if (img == NULL && access (path, F_OK) == -1) {
     if (create_image (path, size, known_parent, &linkage, &parent_modify)
         == -1)
       return NULL;
     created = true;
   }
 
-  img = vdi_image_open (path, VDI_OPEN_WRITE);
+  if (img == NULL)
+    img = vdi_image_open (path, VDI_OPEN_WRITE);
   if (img == NULL)
     return NULL;
   h = vdi_image_header (img);
@@ -286,9 +292,20 @@ layer_open (nbdkit_next *next, const char *path)
   return NULL;
 }
 
-/* With vdidiff=, open the layer before serving, so that a bad or busy
- * image stops nbdkit at once.
+/* With vdidiff=, an existing layer is opened (and locked) before
+ * nbdkit forks, so that a bad or busy image stops nbdkit before it
+ * starts a --run command.  Checking it against the plugin below has to
+ * wait for after_fork.
  */
+static int
+vdidiff_get_ready (int thread_model)
+{
+  if (diff_file == NULL || access (diff_file, F_OK) == -1)
+    return 0;
+  early_image = vdi_image_open (diff_file, VDI_OPEN_WRITE);
+  return early_image ? 0 : -1;
+}
+
 static int
 vdidiff_after_fork (nbdkit_backend *backend)
 {
@@ -303,7 +320,8 @@ vdidiff_after_fork (nbdkit_backend *backend)
     nbdkit_next_context_close (next);
     return -1;
   }
-  single_layer = layer_open (next, diff_file);
+  single_layer = layer_open (next, diff_file, early_image);
+  early_image = NULL;
   next->finalize (next);
   nbdkit_next_context_close (next);
   return single_layer ? 0 : -1;
@@ -340,7 +358,7 @@ export_layer (nbdkit_next *next, const char *exportname)
     return NULL;
   }
   layers = new_layers;
-  layer = layer_open (next, path);
+  layer = layer_open (next, path, NULL);
   if (layer)
     layers[nr_layers++] = layer;
   return layer;
@@ -622,6 +640,7 @@ static struct nbdkit_filter filter = {
   .config             = vdidiff_config,
   .config_complete    = vdidiff_config_complete,
   .config_help        = vdidiff_config_help,
+  .get_ready          = vdidiff_get_ready,
   .after_fork         = vdidiff_after_fork,
   .open               = vdidiff_open,
   .close              = vdidiff_close,
