@@ -175,6 +175,7 @@ chain_build (struct vdi_image **images, size_t n, bool over_below)
   }
   chain->depth = n;
   pthread_mutex_init (&chain->lock, NULL);
+  pthread_cond_init (&chain->allocated, NULL);
   chain->images = calloc (n, sizeof *chain->images);
   chain->fds = calloc (n, sizeof *chain->fds);
   chain->sizes = calloc (n, sizeof *chain->sizes);
@@ -259,6 +260,8 @@ vdi_chain_free (struct vdi_chain *chain)
   free (chain->sizes);
   free (chain->table);
   pthread_mutex_destroy (&chain->lock);
+  pthread_cond_destroy (&chain->allocated);
+  free (chain->allocating);
   free (chain);
 }
 

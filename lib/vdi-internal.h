@@ -28,10 +28,13 @@ struct vdi_chain {
   uint64_t units;
   uint64_t *table;              /* read and written atomically */
 
-  /* Serialises block allocation, map and header updates of the top
-   * image; writes into allocated blocks do not take it.
+  /* Serialises map and header updates of the top image; writes into
+   * allocated blocks do not take it.
    */
   pthread_mutex_t lock;
+  uint32_t *allocating;         /* top blocks being allocated now */
+  size_t nr_allocating;
+  pthread_cond_t allocated;     /* signalled when one is done */
   bool modified;                /* the modify UUID was renewed since open */
   bool dirty;                   /* written since the last flush */
 };

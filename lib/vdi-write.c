@@ -28,9 +28,10 @@
  * - The first write after open and the first flush after writes give
  *   the image a new modify UUID.
  *
- * Allocation, map and header updates are serialised by chain->lock.
- * Whoever finds a block unallocated takes the lock and looks again,
- * since another writer may have allocated it meanwhile.
+ * Map and header updates are serialised by chain->lock.  Whoever finds
+ * a block unallocated takes the lock and looks again, since another
+ * writer may have allocated it meanwhile or be allocating it now.
+ * The data of an allocation is copied and written without the lock.
  */
 
 #include <config.h>
@@ -159,49 +160,6 @@ set_map_entry (struct vdi_chain *chain, uint32_t b, uint32_t entry)
   return 0;
 }
 
-/* Allocate top block b with the whole block's data in block.  Called
- * with chain->lock held, b unallocated.
- */
-static int
-allocate_block (struct vdi_chain *chain, uint32_t b, const void *block)
-{
-  struct vdi_image *top = chain->images[0];
-  struct vdi_header *h = vdi_image_header_for_update (top);
-  const uint32_t slot = h->blocks_allocated;
-  const uint64_t offset = vdi_header_slot_offset (h, slot);
-  int fd = vdi_image_fd (top);
-
-  if (h->type == VDI_TYPE_FIXED || slot >= h->blocks) {
-    vdi_error ("%s: block %" PRIu32 " is not allocated and cannot be "
-               "(%s image, %" PRIu32 " of %" PRIu32 " blocks allocated)",
-               vdi_image_filename (top), b, vdi_type_name (h->type),
-               slot, h->blocks);
-    errno = EIO;
-    return -1;
-  }
-
-  if (h->block_extra > 0) {
-    CLEANUP_FREE void *extra = calloc (1, h->block_extra);
-
-    if (extra == NULL ||
-        vdi_full_pwrite (fd, extra, h->block_extra,
-                         offset - h->block_extra) == -1) {
-      vdi_error ("%s: writing block %" PRIu32 ": %m",
-                 vdi_image_filename (top), b);
-      return -1;
-    }
-  }
-  if (vdi_full_pwrite (fd, block, h->block_size, offset) == -1) {
-    vdi_error ("%s: writing block %" PRIu32 ": %m",
-               vdi_image_filename (top), b);
-    return -1;
-  }
-  h->blocks_allocated++;
-  if (vdi_image_write_header (top) == -1)
-    return -1;
-  return set_map_entry (chain, b, slot);
-}
-
 /* Fill block[0, block_size) with what top block b shows now. */
 static int
 read_block (const struct vdi_chain *chain, uint32_t b, uint32_t entry,
@@ -217,6 +175,98 @@ read_block (const struct vdi_chain *chain, uint32_t b, uint32_t entry,
   return vdi_chain_pread (chain, block, len, start, below);
 }
 
+/* Is top block b being allocated by another request?  Called with
+ * chain->lock held.
+ */
+static bool
+is_allocating (const struct vdi_chain *chain, uint32_t b)
+{
+  size_t i;
+
+  for (i = 0; i < chain->nr_allocating; ++i)
+    if (chain->allocating[i] == b)
+      return true;
+  return false;
+}
+
+/* Allocate top block b (whose entry is FREE or ZERO) with len bytes of
+ * data (NULL: zeros) at byte lo and the rest from what the block shows
+ * now.  Called with chain->lock held, which it drops while it copies
+ * and writes the data, so that allocations run in parallel: the slot
+ * is taken and counted in the header first, other requests for block
+ * b wait on chain->allocated, and the map entry is written once the
+ * data is on its way.
+ */
+static int
+allocate_block (struct vdi_chain *chain, uint32_t b, uint32_t entry,
+                const void *data, uint32_t lo, uint32_t len,
+                const struct vdi_below *below)
+{
+  struct vdi_image *top = chain->images[0];
+  struct vdi_header *h = vdi_image_header_for_update (top);
+  const uint32_t slot = h->blocks_allocated;
+  const uint64_t offset = vdi_header_slot_offset (h, slot);
+  const int fd = vdi_image_fd (top);
+  uint32_t *allocating;
+  char *block = NULL;
+  size_t i;
+  int r = -1;
+
+  if (h->type == VDI_TYPE_FIXED || slot >= h->blocks) {
+    vdi_error ("%s: block %" PRIu32 " is not allocated and cannot be "
+               "(%s image, %" PRIu32 " of %" PRIu32 " blocks allocated)",
+               vdi_image_filename (top), b, vdi_type_name (h->type),
+               slot, h->blocks);
+    errno = EIO;
+    return -1;
+  }
+  allocating = realloc (chain->allocating,
+                        (chain->nr_allocating + 1) * sizeof *allocating);
+  if (allocating == NULL) {
+    vdi_error ("realloc: %m");
+    return -1;
+  }
+  chain->allocating = allocating;
+  h->blocks_allocated++;
+  if (vdi_image_write_header (top) == -1) {
+    h->blocks_allocated--;
+    return -1;
+  }
+  chain->allocating[chain->nr_allocating++] = b;
+
+  pthread_mutex_unlock (&chain->lock);
+  block = calloc (1, h->block_extra + h->block_size);
+  if (block == NULL)
+    vdi_error ("calloc: %m");
+  else if ((lo == 0 && len == h->block_size) ||
+           read_block (chain, b, entry, block + h->block_extra, below) == 0) {
+    if (data)
+      memcpy (block + h->block_extra + lo, data, len);
+    else
+      memset (block + h->block_extra + lo, 0, len);
+    r = vdi_full_pwrite (fd, block, h->block_extra + h->block_size,
+                         offset - h->block_extra);
+    if (r == -1)
+      vdi_error ("%s: writing block %" PRIu32 ": %m",
+                 vdi_image_filename (top), b);
+  }
+  free (block);
+  pthread_mutex_lock (&chain->lock);
+
+  for (i = 0; i < chain->nr_allocating; ++i)
+    if (chain->allocating[i] == b) {
+      chain->allocating[i] = chain->allocating[--chain->nr_allocating];
+      break;
+    }
+  if (r == 0)
+    r = set_map_entry (chain, b, slot);
+  /* On failure the slot stays counted but unused: a leak, never a
+   * map entry pointing at garbage.
+   */
+  pthread_cond_broadcast (&chain->allocated);
+  return r;
+}
+
 /* Write len bytes of data (NULL: zeros) at byte lo of top block b. */
 static int
 write_block (struct vdi_chain *chain, uint32_t b, const void *data,
@@ -226,11 +276,13 @@ write_block (struct vdi_chain *chain, uint32_t b, const void *data,
   const struct vdi_header *h = vdi_image_header (top);
   const uint32_t *map = vdi_image_map (top);
   uint32_t entry = vdi_image_map_entry (top, b);
-  CLEANUP_FREE char *block = NULL;
+  CLEANUP_FREE char *zeros = NULL;
 
   if (!VDI_BLOCK_IS_ALLOCATED (entry)) {
     ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&chain->lock);
 
+    while (!VDI_BLOCK_IS_ALLOCATED (map[b]) && is_allocating (chain, b))
+      pthread_cond_wait (&chain->allocated, &chain->lock);
     entry = map[b];
     if (!VDI_BLOCK_IS_ALLOCATED (entry)) {
       const bool whole = lo == 0 && len == h->block_size;
@@ -245,19 +297,7 @@ write_block (struct vdi_chain *chain, uint32_t b, const void *data,
            units_read_zero (chain, block_unit (chain, b, lo),
                             block_unit (chain, b, lo + len - 1), below)))
         return 0;
-
-      block = malloc (h->block_size);
-      if (block == NULL) {
-        vdi_error ("malloc: %m");
-        return -1;
-      }
-      if (!whole && read_block (chain, b, entry, block, below) == -1)
-        return -1;
-      if (data)
-        memcpy (block + lo, data, len);
-      else
-        memset (block + lo, 0, len);
-      return allocate_block (chain, b, block);
+      return allocate_block (chain, b, entry, data, lo, len, below);
     }
   }
 
@@ -271,12 +311,12 @@ write_block (struct vdi_chain *chain, uint32_t b, const void *data,
                      offset, len) == 0 ||
           fallocate (fd, FALLOC_FL_ZERO_RANGE, offset, len) == 0)
         return 0;
-      block = calloc (1, len);
-      if (block == NULL) {
+      zeros = calloc (1, len);
+      if (zeros == NULL) {
         vdi_error ("calloc: %m");
         return -1;
       }
-      data = block;
+      data = zeros;
     }
     if (vdi_full_pwrite (fd, data, len, offset) == -1) {
       vdi_error ("%s: pwrite at %" PRIu64 ": %m",
