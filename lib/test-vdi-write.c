@@ -277,6 +277,55 @@ test_allocation_order (void)
   disk_free (&d);
 }
 
+/* Every slot counted, one of them unused (an allocation a crash cut
+ * short): the next allocation takes that slot, the counter stays.
+ */
+static void
+test_reuse_unused_slot (void)
+{
+  struct disk d = { 0 };
+  struct vdi_header h;
+  uint32_t map[4] = { 0, FREE, 2, FREE };
+  uint64_t data_offset;
+  uint8_t slot[BS];
+  char *path;
+
+  test_header_init (&h, 4 * BS, BS, 7);
+  h.blocks_allocated = 3;               /* slot 1 counted, unused */
+  path = test_write_image (&h, map, NULL, 3, 0);
+  CU_ASSERT_PTR_NOT_NULL_FATAL (path);
+  h.blocks_allocated = 4;               /* slot 3 counted too: all */
+  {
+    uint8_t buf[VDI_HEADER_READ_SIZE];
+    int fd = open (path, O_WRONLY);
+
+    vdi_header_encode (&h, buf);
+    CU_ASSERT_EQUAL (pwrite (fd, buf, sizeof buf, 0), (ssize_t) sizeof buf);
+    CU_ASSERT_EQUAL (ftruncate (fd, h.data_offset + 4 * (uint64_t) BS), 0);
+    close (fd);
+  }
+
+  disk_open (&d, path, false, true);
+  CU_ASSERT_EQUAL (vdi_chain_pread (d.chain, d.model, d.size, 0, NULL), 0);
+  data_offset = file_le32 (d.path, OFF_DATA);
+  do_write (&d, 1 * BS + 100, 200, 0x11, NULL);
+  do_write (&d, 3 * BS, BS, 0x33, NULL);
+  /* Slots 1 and 3 were free: taken in that order. */
+  CU_ASSERT_EQUAL (file_map_entry (d.path, 1), 1);
+  CU_ASSERT_EQUAL (file_map_entry (d.path, 3), 3);
+  CU_ASSERT_EQUAL (file_le32 (d.path, OFF_ALLOCATED), 4);
+  file_bytes (d.path, data_offset + 1 * BS, slot, BS);
+  CU_ASSERT (memcmp (slot, d.model + 1 * BS, BS) == 0);
+  check_model (&d, NULL);
+  disk_close (&d);
+
+  disk_open (&d, d.path, false, false);
+  check_model (&d, NULL);
+  CU_ASSERT_EQUAL (vdi_image_check (vdi_chain_image (d.chain, 0)), 0);
+  ASSERT_NO_ERROR ();
+  disk_free (&d);
+}
+
 /* Zeroing in all its cases on a base image. */
 static void
 test_zero_base (void)
@@ -562,6 +611,7 @@ main (void)
   CU_pSuite s = test_init ("vdi-write");
 
   ADD_TEST (s, test_allocation_order);
+  ADD_TEST (s, test_reuse_unused_slot);
   ADD_TEST (s, test_zero_base);
   ADD_TEST (s, test_layer_copy_up);
   ADD_TEST (s, test_fixed);

@@ -347,6 +347,19 @@ vdi_full_pwrite (int fd, const void *buf, size_t count, uint64_t offset)
 }
 
 int
+vdi_image_extend (struct vdi_image *img, uint64_t size)
+{
+  if (size <= img->file_size)
+    return 0;
+  if (ftruncate (img->fd, size) == -1) {
+    vdi_error ("%s: ftruncate: %m", img->filename);
+    return -1;
+  }
+  img->file_size = size;
+  return 0;
+}
+
+int
 vdi_image_write_header (struct vdi_image *img)
 {
   uint8_t buf[VDI_HEADER_READ_SIZE];

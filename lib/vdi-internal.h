@@ -32,7 +32,9 @@ struct vdi_chain {
    * allocated blocks do not take it.
    */
   pthread_mutex_t lock;
-  uint32_t *allocating;         /* top blocks being allocated now */
+  struct allocation {           /* top blocks being allocated now */
+    uint32_t block, slot;
+  } *allocating;
   size_t nr_allocating;
   pthread_cond_t allocated;     /* signalled when one is done */
   bool modified;                /* the modify UUID was renewed since open */
@@ -71,6 +73,8 @@ extern int vdi_full_pwrite (int fd, const void *buf, size_t count,
 extern struct vdi_header *vdi_image_header_for_update (struct vdi_image *img);
 extern uint32_t *vdi_image_map (struct vdi_image *img);
 extern int vdi_image_write_header (struct vdi_image *img);
+/* Grow the file to size bytes if it is shorter (never shrinks it). */
+extern int vdi_image_extend (struct vdi_image *img, uint64_t size);
 extern int vdi_image_write_map_entry (struct vdi_image *img, uint32_t block);
 extern int vdi_image_sync (struct vdi_image *img);
 

@@ -14,11 +14,12 @@
  * - A write into an unallocated block (FREE or ZERO) allocates the
  *   whole block at slot cBlocksAllocated.  Bytes the write does not
  *   cover come from the chain below the top image (or zeros for a
- *   ZERO block or a base image).  The data is written first, then the
- *   header with the new counter, then the map entry, so a crash at
- *   any point leaks at most one slot and never leaves an entry
- *   pointing at garbage or at a slot past the counter (which
- *   VirtualBox would hand out again).  A whole-block write of zeros
+ *   ZERO block or a base image).  The file is extended over the slot
+ *   and the header with the new counter written first, then the
+ *   data, then the map entry, so a crash at any point leaks at most
+ *   the slots being allocated and never leaves an entry pointing at
+ *   garbage or at a slot past the counter (which VirtualBox would
+ *   hand out again).  A whole-block write of zeros
  *   allocates nothing: the entry becomes ZERO.
  *
  * - Zeroing a whole unallocated block writes a ZERO entry, never
@@ -47,6 +48,7 @@
 
 #include "cleanup.h"
 #include "minmax.h"
+#include "rounding.h"
 
 #include "vdi-internal.h"
 
@@ -184,9 +186,41 @@ is_allocating (const struct vdi_chain *chain, uint32_t b)
   size_t i;
 
   for (i = 0; i < chain->nr_allocating; ++i)
-    if (chain->allocating[i] == b)
+    if (chain->allocating[i].block == b)
       return true;
   return false;
+}
+
+/* Once every slot is counted, a slot that a crash left counted but
+ * unused (its allocation never reached the map) is taken again: the
+ * lowest slot that no map entry and no allocation in flight holds.
+ * Returns -1 if there is none.  Called with chain->lock held.
+ */
+static int64_t
+unused_slot (const struct vdi_chain *chain)
+{
+  const struct vdi_image *top = chain->images[0];
+  const uint32_t blocks = vdi_image_header (top)->blocks;
+  CLEANUP_FREE uint8_t *used = calloc (DIV_ROUND_UP ((size_t) blocks, 8), 1);
+  uint32_t i, slot;
+
+  if (used == NULL) {
+    vdi_error ("calloc: %m");
+    return -1;
+  }
+  for (i = 0; i < blocks; ++i) {
+    slot = vdi_image_map_entry (top, i);
+    if (VDI_BLOCK_IS_ALLOCATED (slot))
+      used[slot / 8] |= 1 << (slot % 8);
+  }
+  for (i = 0; i < chain->nr_allocating; ++i) {
+    slot = chain->allocating[i].slot;
+    used[slot / 8] |= 1 << (slot % 8);
+  }
+  for (slot = 0; slot < blocks; ++slot)
+    if (!(used[slot / 8] & (1 << (slot % 8))))
+      return slot;
+  return -1;
 }
 
 /* Allocate top block b (whose entry is FREE or ZERO) with len bytes of
@@ -204,22 +238,25 @@ allocate_block (struct vdi_chain *chain, uint32_t b, uint32_t entry,
 {
   struct vdi_image *top = chain->images[0];
   struct vdi_header *h = vdi_image_header_for_update (top);
-  const uint32_t slot = h->blocks_allocated;
-  const uint64_t offset = vdi_header_slot_offset (h, slot);
   const int fd = vdi_image_fd (top);
-  uint32_t *allocating;
+  struct allocation *allocating;
+  int64_t slot = h->blocks_allocated;
+  uint64_t offset;
   char *block = NULL;
   size_t i;
   int r = -1;
 
-  if (h->type == VDI_TYPE_FIXED || slot >= h->blocks) {
+  if (h->type != VDI_TYPE_FIXED && slot >= h->blocks)
+    slot = unused_slot (chain);
+  if (h->type == VDI_TYPE_FIXED || slot == -1) {
     vdi_error ("%s: block %" PRIu32 " is not allocated and cannot be "
                "(%s image, %" PRIu32 " of %" PRIu32 " blocks allocated)",
                vdi_image_filename (top), b, vdi_type_name (h->type),
-               slot, h->blocks);
+               h->blocks_allocated, h->blocks);
     errno = EIO;
     return -1;
   }
+  offset = vdi_header_slot_offset (h, slot);
   allocating = realloc (chain->allocating,
                         (chain->nr_allocating + 1) * sizeof *allocating);
   if (allocating == NULL) {
@@ -227,12 +264,22 @@ allocate_block (struct vdi_chain *chain, uint32_t b, uint32_t entry,
     return -1;
   }
   chain->allocating = allocating;
-  h->blocks_allocated++;
-  if (vdi_image_write_header (top) == -1) {
-    h->blocks_allocated--;
+  /* The file covers every slot the header counts, even before the
+   * data of this one is written: a crash leaves a hole, never a
+   * header counting slots past the end of the file.
+   */
+  if (vdi_image_extend (top, offset + h->block_size) == -1)
     return -1;
+  if (slot == h->blocks_allocated) {
+    h->blocks_allocated++;
+    if (vdi_image_write_header (top) == -1) {
+      h->blocks_allocated--;
+      return -1;
+    }
   }
-  chain->allocating[chain->nr_allocating++] = b;
+  chain->allocating[chain->nr_allocating].block = b;
+  chain->allocating[chain->nr_allocating].slot = slot;
+  chain->nr_allocating++;
 
   pthread_mutex_unlock (&chain->lock);
   block = calloc (1, h->block_extra + h->block_size);
@@ -254,7 +301,7 @@ allocate_block (struct vdi_chain *chain, uint32_t b, uint32_t entry,
   pthread_mutex_lock (&chain->lock);
 
   for (i = 0; i < chain->nr_allocating; ++i)
-    if (chain->allocating[i] == b) {
+    if (chain->allocating[i].block == b) {
       chain->allocating[i] = chain->allocating[--chain->nr_allocating];
       break;
     }
