@@ -388,7 +388,10 @@ select_top_image (char **top, const struct vbox_medium **medium)
 static const char *
 readonly_reason (const struct vbox_medium *medium)
 {
+  static const char *const readonly_types[] =
+    { "Immutable", "MultiAttach", "Readonly" };
   const struct vdi_header *h = vdi_image_header (vdi_chain_image (chain, 0));
+  size_t i;
 
   if (snapshot_param)
     return "it is the state of a snapshot";
@@ -397,12 +400,10 @@ readonly_reason (const struct vbox_medium *medium)
   /* Writing to a parent would change what every child shows. */
   if (medium && vbox_registry_nr_children (registry, medium) > 0)
     return "it has differencing images in the media registry";
-  if (medium && medium->type && (strcmp (medium->type, "Immutable") == 0 ||
-                                 strcmp (medium->type, "MultiAttach") == 0 ||
-                                 strcmp (medium->type, "Readonly") == 0))
-    return medium->type[0] == 'I' ? "its base medium is Immutable"
-      : medium->type[0] == 'M' ? "its base medium is MultiAttach"
-      : "its base medium is Readonly";
+  if (medium && medium->type)
+    for (i = 0; i < sizeof readonly_types / sizeof readonly_types[0]; ++i)
+      if (strcmp (medium->type, readonly_types[i]) == 0)
+        return nbdkit_printf_intern ("its base medium is %s", medium->type);
   return NULL;
 }
 
