@@ -8,7 +8,11 @@
  * against the bytes of the file (read here, not through the library):
  *
  * - allocation goes to slot cBlocksAllocated, in the order blocks are
- *   first written, and the header on disk counts the slots;
+ *   first written; the data reaches the file at once, the map entries
+ *   and the counter only at a flush (or a FUA write), and then the
+ *   header on disk counts the slots;
+ * - a process that dies before a flush leaves an image that opens and
+ *   checks clean and shows what the last flush wrote;
  * - a partial write into an unallocated block copies the rest of the
  *   block up from the chain (or from what lies below a layer);
  * - zeroing (or writing zeros over) a whole unallocated block writes
@@ -39,6 +43,7 @@
 #include <pthread.h>
 #include <unistd.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 
 #include <CUnit/Basic.h>
 
@@ -125,6 +130,12 @@ disk_free (struct disk *d)
   disk_close (d);
   free (d->model);
   d->model = NULL;
+}
+
+static void
+flush (struct disk *d)
+{
+  CU_ASSERT_EQUAL (vdi_chain_flush (d->chain), 0);
 }
 
 /* What lies below a layer: a pattern that depends on the offset. */
@@ -251,6 +262,10 @@ test_allocation_order (void)
   do_write (&d, 5 * BS + 2000, 10, 0x5a, NULL); /* in place */
   check_model (&d, NULL);
 
+  /* Until a flush the map and the counter on disk stay as they were. */
+  CU_ASSERT_EQUAL (file_map_entry (d.path, 5), FREE);
+  CU_ASSERT_EQUAL (file_le32 (d.path, OFF_ALLOCATED), 0);
+  flush (&d);
   CU_ASSERT_EQUAL (file_map_entry (d.path, 5), 0);
   CU_ASSERT_EQUAL (file_map_entry (d.path, 1), 1);
   CU_ASSERT_EQUAL (file_map_entry (d.path, 2), 2);
@@ -266,7 +281,6 @@ test_allocation_order (void)
   CU_ASSERT (memcmp (slot, d.model + 5 * BS, BS) == 0);
   file_bytes (d.path, data_offset + 3 * BS, slot, BS);
   CU_ASSERT (memcmp (slot, d.model + 7 * BS, BS) == 0);
-  CU_ASSERT_EQUAL (vdi_chain_flush (d.chain), 0);
   disk_close (&d);
 
   /* Reopened, the image shows the same, and the library agrees. */
@@ -310,6 +324,7 @@ test_reuse_unused_slot (void)
   data_offset = file_le32 (d.path, OFF_DATA);
   do_write (&d, 1 * BS + 100, 200, 0x11, NULL);
   do_write (&d, 3 * BS, BS, 0x33, NULL);
+  flush (&d);
   /* Slots 1 and 3 were free: taken in that order. */
   CU_ASSERT_EQUAL (file_map_entry (d.path, 1), 1);
   CU_ASSERT_EQUAL (file_map_entry (d.path, 3), 3);
@@ -340,6 +355,7 @@ test_zero_base (void)
   do_write (&d, 2 * BS, BS, 0, NULL);           /* zero data: ZERO */
   do_zero (&d, 3 * BS + 100, 1000, NULL);       /* part of FREE: nothing */
   do_zero (&d, 1 * BS + 100, 1000, NULL);       /* part of ZERO: nothing */
+  flush (&d);
   CU_ASSERT_EQUAL (file_map_entry (d.path, 1), ZERO);
   CU_ASSERT_EQUAL (file_map_entry (d.path, 2), ZERO);
   CU_ASSERT_EQUAL (file_map_entry (d.path, 3), FREE);
@@ -348,11 +364,13 @@ test_zero_base (void)
 
   /* A write into a ZERO block allocates it, zeros around the data. */
   do_write (&d, 1 * BS + 10, 10, 0x11, NULL);
+  flush (&d);
   CU_ASSERT_EQUAL (file_map_entry (d.path, 1), 0);
   /* Zeroing an allocated block, whole or in part, keeps its slot. */
   do_write (&d, 4 * BS + 5, 100, 0x44, NULL);
   do_zero (&d, 4 * BS, BS, NULL);
   do_zero (&d, 1 * BS + 15, 2, NULL);
+  flush (&d);
   CU_ASSERT_EQUAL (file_map_entry (d.path, 1), 0);
   CU_ASSERT_EQUAL (file_map_entry (d.path, 4), 1);
   CU_ASSERT_EQUAL (file_le32 (d.path, OFF_ALLOCATED), 2);
@@ -361,6 +379,7 @@ test_zero_base (void)
   /* Fast zero on a base never needs data. */
   CU_ASSERT_EQUAL (vdi_chain_zero (d.chain, 3000, 5 * BS + 7, VDI_ZERO_FAST,
                                    NULL), 0);
+  flush (&d);
   CU_ASSERT_EQUAL (file_map_entry (d.path, 5), FREE);
   disk_close (&d);
   disk_open (&d, d.path, false, false);
@@ -394,6 +413,7 @@ test_layer_copy_up (void)
   /* Whole blocks zeroed, trimmed or written with zeros: ZERO. */
   do_zero (&d, 0, BS, &below);
   do_write (&d, 1 * BS, BS, 0, &below);
+  flush (&d);
   CU_ASSERT_EQUAL (file_map_entry (d.path, 0), ZERO);
   CU_ASSERT_EQUAL (file_map_entry (d.path, 1), ZERO);
 
@@ -408,9 +428,11 @@ test_layer_copy_up (void)
   test_log_reset ();
   /* Done for real, it copies up. */
   do_zero (&d, 3 * BS + 50, 100, &below);
+  flush (&d);
   CU_ASSERT_EQUAL (file_map_entry (d.path, 3), 1);
   /* The last block is partial: its slot is whole, zeros past the end. */
   do_write (&d, 5 * BS + 1000, 536, 0xcc, &below);
+  flush (&d);
   CU_ASSERT_EQUAL (file_map_entry (d.path, 5), 2);
   file_bytes (d.path, data_offset + 2 * BS, slot, BS);
   CU_ASSERT (memcmp (slot, d.model + 5 * BS, 1536) == 0);
@@ -420,7 +442,6 @@ test_layer_copy_up (void)
       break;
     }
   check_model (&d, &below);
-  CU_ASSERT_EQUAL (vdi_chain_flush (d.chain), 0);
   disk_close (&d);
 
   disk_open (&d, d.path, true, false);
@@ -590,6 +611,7 @@ test_allocation_race (void)
   check_model (&d, &below);
 
   /* Each block got exactly one slot, and the counter says so. */
+  flush (&d);
   CU_ASSERT_EQUAL (file_le32 (d.path, OFF_ALLOCATED), RACE_BLOCKS);
   for (b = 0; b < RACE_BLOCKS; ++b) {
     uint32_t e = file_map_entry (d.path, b);
@@ -601,6 +623,61 @@ test_allocation_race (void)
   disk_close (&d);
   disk_open (&d, d.path, true, false);
   check_model (&d, &below);
+  ASSERT_NO_ERROR ();
+  disk_free (&d);
+}
+
+/* A process that dies after a flush and more writes: the image opens
+ * and checks clean, shows what the flush wrote, and the slot the lost
+ * allocation took is handed out again.
+ */
+static void
+test_crash_before_flush (void)
+{
+  struct disk d = { 0 };
+  uint8_t flushed[BS], lost[BS];
+  uint64_t data_offset;
+  pid_t pid;
+  int status;
+
+  d.path = make_image (4 * BS, VDI_TYPE_NORMAL, 9, NULL);
+  memset (flushed, 0x11, sizeof flushed);
+  memset (lost, 0x33, sizeof lost);
+  pid = fork ();
+  CU_ASSERT_FATAL (pid >= 0);
+  if (pid == 0) {
+    struct vdi_image *img = vdi_image_open (d.path, VDI_OPEN_WRITE);
+    struct vdi_chain *chain = img ? vdi_chain_new (&img, 1) : NULL;
+
+    if (chain == NULL ||
+        vdi_chain_pwrite (chain, flushed, BS, 0, 0, NULL) == -1 ||
+        vdi_chain_pwrite (chain, flushed, 100, 2 * BS + 50, 0, NULL) == -1 ||
+        vdi_chain_flush (chain) == -1 ||
+        vdi_chain_pwrite (chain, lost, BS, 1 * BS, 0, NULL) == -1 ||
+        vdi_chain_zero (chain, BS, 3 * BS, 0, NULL) == -1)
+      _exit (1);
+    _exit (0);                  /* no flush, no close */
+  }
+  CU_ASSERT_FATAL (waitpid (pid, &status, 0) == pid);
+  CU_ASSERT_FATAL (WIFEXITED (status) && WEXITSTATUS (status) == 0);
+
+  CU_ASSERT_EQUAL (file_le32 (d.path, OFF_ALLOCATED), 2);
+  CU_ASSERT_EQUAL (file_map_entry (d.path, 1), FREE);
+  CU_ASSERT_EQUAL (file_map_entry (d.path, 3), FREE);
+  disk_open (&d, d.path, false, true);
+  CU_ASSERT_EQUAL (vdi_image_check (vdi_chain_image (d.chain, 0)), 0);
+  memcpy (d.model, flushed, BS);
+  memcpy (d.model + 2 * BS + 50, flushed, 100);
+  check_model (&d, NULL);
+
+  /* The lost allocation's slot (2) is the next one handed out. */
+  data_offset = file_le32 (d.path, OFF_DATA);
+  do_write (&d, 3 * BS, BS, 0x44, NULL);
+  flush (&d);
+  CU_ASSERT_EQUAL (file_map_entry (d.path, 3), 2);
+  file_bytes (d.path, data_offset + 2 * BS, lost, BS);
+  CU_ASSERT (memcmp (lost, d.model + 3 * BS, BS) == 0);
+  check_model (&d, NULL);
   ASSERT_NO_ERROR ();
   disk_free (&d);
 }
@@ -618,5 +695,6 @@ main (void)
   ADD_TEST (s, test_modify_uuid);
   ADD_TEST (s, test_read_only);
   ADD_TEST (s, test_allocation_race);
+  ADD_TEST (s, test_crash_before_flush);
   return test_run ();
 }

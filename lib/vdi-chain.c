@@ -175,6 +175,7 @@ chain_build (struct vdi_image **images, size_t n, bool over_below)
   }
   chain->depth = n;
   pthread_mutex_init (&chain->lock, NULL);
+  pthread_mutex_init (&chain->flush_lock, NULL);
   pthread_cond_init (&chain->allocated, NULL);
   chain->images = calloc (n, sizeof *chain->images);
   chain->fds = calloc (n, sizeof *chain->fds);
@@ -252,6 +253,9 @@ vdi_chain_free (struct vdi_chain *chain)
 
   if (chain == NULL)
     return;
+  /* Changes not flushed yet still reach the file at a clean close. */
+  if (chain->images && chain->dirty)
+    vdi_chain_flush (chain);
   if (chain->images)
     for (i = 0; i < chain->depth; ++i)
       vdi_image_close (chain->images[i]);
@@ -260,6 +264,7 @@ vdi_chain_free (struct vdi_chain *chain)
   free (chain->sizes);
   free (chain->table);
   pthread_mutex_destroy (&chain->lock);
+  pthread_mutex_destroy (&chain->flush_lock);
   pthread_cond_destroy (&chain->allocated);
   free (chain->allocating);
   free (chain);

@@ -5,7 +5,8 @@
 
 /* One open VDI file: its header and its block map in host order, and
  * the primitives the write engine (vdi-write.c) builds on: locking,
- * writing the header and single map entries, creating images.
+ * writing the header, changing map entries in memory and writing the
+ * changed pages of the map at a flush, creating images.
  */
 
 #include <config.h>
@@ -37,7 +38,13 @@ struct vdi_image {
   uint64_t file_size;
   struct vdi_header header;
   uint32_t *map;                /* cBlocks entries, host order, or NULL */
+  uint8_t *map_dirty;           /* a bit per VDI_MAP_PAGE of the map
+                                 * changed since it was last written */
 };
+
+/* Changed map entries reach the file a page at a time. */
+#define VDI_MAP_PAGE 4096
+#define ENTRIES_PER_PAGE (VDI_MAP_PAGE / 4)
 
 int
 vdi_full_pread (int fd, void *buf, size_t count, uint64_t offset)
@@ -77,8 +84,9 @@ load_map (struct vdi_image *img)
   uint32_t i;
 
   img->map = malloc (map_size);
+  img->map_dirty = calloc (DIV_ROUND_UP (map_size, 8 * VDI_MAP_PAGE), 1);
   used = calloc (DIV_ROUND_UP ((size_t) h->blocks, 8), 1);
-  if (img->map == NULL || used == NULL) {
+  if (img->map == NULL || img->map_dirty == NULL || used == NULL) {
     vdi_error ("%s: cannot allocate the block map (%" PRIu32 " entries): %m",
                img->filename, h->blocks);
     return -1;
@@ -278,6 +286,7 @@ vdi_image_close (struct vdi_image *img)
   if (img->fd >= 0)
     close (img->fd);
   free (img->map);
+  free (img->map_dirty);
   free (img->filename);
   free (img);
 }
@@ -320,10 +329,17 @@ vdi_image_header_for_update (struct vdi_image *img)
   return &img->header;
 }
 
-uint32_t *
-vdi_image_map (struct vdi_image *img)
+/* Change a map entry in memory; it reaches the file at the next
+ * vdi_image_write_map_update.  Callers serialise changes.
+ */
+void
+vdi_image_set_map_entry (struct vdi_image *img, uint32_t block,
+                         uint32_t entry)
 {
-  return img->map;
+  const size_t page = block / ENTRIES_PER_PAGE;
+
+  __atomic_store_n (&img->map[block], entry, __ATOMIC_RELEASE);
+  img->map_dirty[page / 8] |= 1 << (page % 8);
 }
 
 int
@@ -349,8 +365,19 @@ vdi_full_pwrite (int fd, const void *buf, size_t count, uint64_t offset)
 int
 vdi_image_extend (struct vdi_image *img, uint64_t size)
 {
+  struct stat st;
+
   if (size <= img->file_size)
     return 0;
+  /* Data writes past the end extend the file without telling us. */
+  if (fstat (img->fd, &st) == -1) {
+    vdi_error ("%s: fstat: %m", img->filename);
+    return -1;
+  }
+  if ((uint64_t) st.st_size >= size) {
+    img->file_size = st.st_size;
+    return 0;
+  }
   if (ftruncate (img->fd, size) == -1) {
     vdi_error ("%s: ftruncate: %m", img->filename);
     return -1;
@@ -374,18 +401,84 @@ vdi_image_write_header (struct vdi_image *img)
   return 0;
 }
 
+/* Copy the changed pages of the map, little endian, and mark them
+ * clean.  Callers serialise this with map changes; the copy is then
+ * written without holding up further changes.
+ */
 int
-vdi_image_write_map_entry (struct vdi_image *img, uint32_t block)
+vdi_image_take_map_update (struct vdi_image *img, struct vdi_map_update *u)
 {
-  uint32_t entry = htole32 (img->map[block]);
-  uint64_t offset = img->header.blocks_offset + 4 * (uint64_t) block;
+  const size_t map_size = 4 * (size_t) img->header.blocks;
+  const size_t pages = DIV_ROUND_UP (map_size, VDI_MAP_PAGE);
+  size_t page, n = 0, i;
 
-  if (vdi_full_pwrite (img->fd, &entry, sizeof entry, offset) == -1) {
-    vdi_error ("%s: writing block map entry %" PRIu32 ": %m",
-               img->filename, block);
+  memset (u, 0, sizeof *u);
+  for (page = 0; page < pages; ++page)
+    if (img->map_dirty[page / 8] & (1 << (page % 8)))
+      n++;
+  if (n == 0)
+    return 0;
+  u->pages = malloc (n * sizeof *u->pages);
+  u->data = malloc (n * (size_t) VDI_MAP_PAGE);
+  if (u->pages == NULL || u->data == NULL) {
+    vdi_error ("%s: cannot copy the block map: %m", img->filename);
+    vdi_map_update_free (u);
     return -1;
   }
+  for (page = 0; page < pages; ++page) {
+    uint32_t *out = (uint32_t *) (u->data + u->nr_pages * VDI_MAP_PAGE);
+    const size_t first = page * ENTRIES_PER_PAGE;
+    const size_t end = MIN (first + ENTRIES_PER_PAGE,
+                            (size_t) img->header.blocks);
+
+    if (!(img->map_dirty[page / 8] & (1 << (page % 8))))
+      continue;
+    img->map_dirty[page / 8] &= ~(1 << (page % 8));
+    for (i = first; i < end; ++i)
+      out[i - first] = htole32 (img->map[i]);
+    u->pages[u->nr_pages++] = page;
+  }
   return 0;
+}
+
+/* Write the pages vdi_image_take_map_update copied. */
+int
+vdi_image_write_map_update (struct vdi_image *img,
+                            const struct vdi_map_update *u)
+{
+  const size_t map_size = 4 * (size_t) img->header.blocks;
+  size_t i;
+
+  for (i = 0; i < u->nr_pages; ++i) {
+    const size_t start = u->pages[i] * (size_t) VDI_MAP_PAGE;
+
+    if (vdi_full_pwrite (img->fd, u->data + i * VDI_MAP_PAGE,
+                         MIN ((size_t) VDI_MAP_PAGE, map_size - start),
+                         img->header.blocks_offset + start) == -1) {
+      vdi_error ("%s: writing the block map: %m", img->filename);
+      return -1;
+    }
+  }
+  return 0;
+}
+
+/* After a failed write: the pages are still to be written. */
+void
+vdi_image_restore_map_update (struct vdi_image *img,
+                              const struct vdi_map_update *u)
+{
+  size_t i;
+
+  for (i = 0; i < u->nr_pages; ++i)
+    img->map_dirty[u->pages[i] / 8] |= 1 << (u->pages[i] % 8);
+}
+
+void
+vdi_map_update_free (struct vdi_map_update *u)
+{
+  free (u->pages);
+  free (u->data);
+  memset (u, 0, sizeof *u);
 }
 
 int
@@ -531,6 +624,8 @@ vdi_image_reset (struct vdi_image *img, const struct vdi_uuid *parent_modify)
     h->uuid_parent_modify = *parent_modify;
   h->blocks_allocated = 0;
   memset (img->map, 0xff, 4 * (size_t) h->blocks); /* VDI_BLOCK_FREE */
+  memset (img->map_dirty, 0,
+          DIV_ROUND_UP (4 * (size_t) h->blocks, 8 * VDI_MAP_PAGE));
 
   /* The empty map and the header reach the disk before the data goes,
    * so that at no point does the header count slots the file lacks.

@@ -32,6 +32,7 @@ struct vdi_chain {
    * allocated blocks do not take it.
    */
   pthread_mutex_t lock;
+  pthread_mutex_t flush_lock;   /* one flush at a time */
   struct allocation {           /* top blocks being allocated now */
     uint32_t block, slot;
   } *allocating;
@@ -71,11 +72,27 @@ extern int vdi_full_pwrite (int fd, const void *buf, size_t count,
  * changes, and the writes that persist them.
  */
 extern struct vdi_header *vdi_image_header_for_update (struct vdi_image *img);
-extern uint32_t *vdi_image_map (struct vdi_image *img);
 extern int vdi_image_write_header (struct vdi_image *img);
 /* Grow the file to size bytes if it is shorter (never shrinks it). */
 extern int vdi_image_extend (struct vdi_image *img, uint64_t size);
-extern int vdi_image_write_map_entry (struct vdi_image *img, uint32_t block);
 extern int vdi_image_sync (struct vdi_image *img);
+
+/* Map entries change in memory.  At a flush the changed pages are
+ * copied under the chain's lock, then written without it.
+ */
+struct vdi_map_update {
+  size_t nr_pages;
+  size_t *pages;                /* page numbers */
+  uint8_t *data;                /* their copies, little endian */
+};
+extern void vdi_image_set_map_entry (struct vdi_image *img, uint32_t block,
+                                     uint32_t entry);
+extern int vdi_image_take_map_update (struct vdi_image *img,
+                                      struct vdi_map_update *u);
+extern int vdi_image_write_map_update (struct vdi_image *img,
+                                       const struct vdi_map_update *u);
+extern void vdi_image_restore_map_update (struct vdi_image *img,
+                                          const struct vdi_map_update *u);
+extern void vdi_map_update_free (struct vdi_map_update *u);
 
 #endif /* VDI_INTERNAL_H */

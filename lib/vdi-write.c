@@ -14,13 +14,21 @@
  * - A write into an unallocated block (FREE or ZERO) allocates the
  *   whole block at slot cBlocksAllocated.  Bytes the write does not
  *   cover come from the chain below the top image (or zeros for a
- *   ZERO block or a base image).  The file is extended over the slot
- *   and the header with the new counter written first, then the
- *   data, then the map entry, so a crash at any point leaks at most
- *   the slots being allocated and never leaves an entry pointing at
- *   garbage or at a slot past the counter (which VirtualBox would
- *   hand out again).  A whole-block write of zeros
+ *   ZERO block or a base image).  A whole-block write of zeros
  *   allocates nothing: the entry becomes ZERO.
+ *
+ * - Allocation changes the counter and the map entry in memory only;
+ *   the data goes to the file at once.  A flush (or a FUA write)
+ *   makes the file cover every counted slot, writes the header, syncs
+ *   so that the data and the counter are on disk, and only then
+ *   writes the changed pages of the map and syncs again.  So whatever
+ *   the moment of a crash, or of a power cut, no entry on disk points
+ *   at garbage or at a slot past the counter (which VirtualBox would
+ *   hand out again): the worst is counted slots that nothing uses,
+ *   and a write that was not flushed is lost, as NBD allows.  Keeping
+ *   the metadata out of the allocation path matters for speed: every
+ *   write to the file takes the inode's lock, and a header or map
+ *   write per allocation would wait behind the data writes of others.
  *
  * - Zeroing a whole unallocated block writes a ZERO entry, never
  *   FREE: in a differencing image FREE would bring the parent's data
@@ -32,7 +40,8 @@
  * Map and header updates are serialised by chain->lock.  Whoever finds
  * a block unallocated takes the lock and looks again, since another
  * writer may have allocated it meanwhile or be allocating it now.
- * The data of an allocation is copied and written without the lock.
+ * The data of an allocation is copied and written without the lock,
+ * and so is the map at a flush.
  */
 
 #include <config.h>
@@ -44,6 +53,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <unistd.h>
+#include <sys/uio.h>
 #include <linux/falloc.h>
 
 #include "cleanup.h"
@@ -147,19 +157,14 @@ begin_change (struct vdi_chain *chain)
   return 0;
 }
 
-/* Set the map entry of top block b and persist it.  Called with
- * chain->lock held.
+/* Set the map entry of top block b, to reach the file at the next
+ * flush.  Called with chain->lock held.
  */
-static int
+static void
 set_map_entry (struct vdi_chain *chain, uint32_t b, uint32_t entry)
 {
-  struct vdi_image *top = chain->images[0];
-
-  __atomic_store_n (&vdi_image_map (top)[b], entry, __ATOMIC_RELEASE);
-  if (vdi_image_write_map_entry (top, b) == -1)
-    return -1;
+  vdi_image_set_map_entry (chain->images[0], b, entry);
   update_table (chain, b);
-  return 0;
 }
 
 /* Fill block[0, block_size) with what top block b shows now. */
@@ -223,13 +228,55 @@ unused_slot (const struct vdi_chain *chain)
   return -1;
 }
 
+/* Write the whole slot at offset (its block's data start): the extra
+ * bytes VDI reserves before it, as zeros, then block_size bytes of
+ * data.
+ */
+static int
+write_slot (int fd, const struct vdi_header *h, const void *data,
+            uint64_t offset)
+{
+  static const char zeros[4096];
+  struct iovec iov[2] = {
+    { .iov_base = (void *) zeros, .iov_len = h->block_extra },
+    { .iov_base = (void *) data, .iov_len = h->block_size },
+  };
+  ssize_t r;
+
+  /* VirtualBox never makes images with extra data; writing the rare
+   * large ones whole takes a copy.
+   */
+  if (h->block_extra > sizeof zeros) {
+    CLEANUP_FREE char *slot = calloc (1, h->block_extra + h->block_size);
+
+    if (slot == NULL)
+      return -1;
+    memcpy (slot + h->block_extra, data, h->block_size);
+    return vdi_full_pwrite (fd, slot, h->block_extra + h->block_size,
+                            offset - h->block_extra);
+  }
+  r = pwritev (fd, iov, 2, offset - h->block_extra);
+  if (r >= 0 && (size_t) r < h->block_extra + h->block_size) {
+    /* Short write: finish it the slow way. */
+    size_t done = r;
+
+    if (done < h->block_extra &&
+        vdi_full_pwrite (fd, zeros, h->block_extra - done,
+                         offset - h->block_extra + done) == -1)
+      return -1;
+    done = done > h->block_extra ? done - h->block_extra : 0;
+    return vdi_full_pwrite (fd, (const char *) data + done,
+                            h->block_size - done, offset + done);
+  }
+  return r == -1 ? -1 : 0;
+}
+
 /* Allocate top block b (whose entry is FREE or ZERO) with len bytes of
  * data (NULL: zeros) at byte lo and the rest from what the block shows
  * now.  Called with chain->lock held, which it drops while it copies
  * and writes the data, so that allocations run in parallel: the slot
- * is taken and counted in the header first, other requests for block
- * b wait on chain->allocated, and the map entry is written once the
- * data is on its way.
+ * is taken and counted first, other requests for block b wait on
+ * chain->allocated, and the map entry is set once the data is written.
  */
 static int
 allocate_block (struct vdi_chain *chain, uint32_t b, uint32_t entry,
@@ -264,39 +311,28 @@ allocate_block (struct vdi_chain *chain, uint32_t b, uint32_t entry,
     return -1;
   }
   chain->allocating = allocating;
-  /* The file covers every slot the header counts, even before the
-   * data of this one is written: a crash leaves a hole, never a
-   * header counting slots past the end of the file.
-   */
-  if (vdi_image_extend (top, offset + h->block_size) == -1)
-    return -1;
-  if (slot == h->blocks_allocated) {
+  if (slot == h->blocks_allocated)
     h->blocks_allocated++;
-    if (vdi_image_write_header (top) == -1) {
-      h->blocks_allocated--;
-      return -1;
-    }
-  }
   chain->allocating[chain->nr_allocating].block = b;
   chain->allocating[chain->nr_allocating].slot = slot;
   chain->nr_allocating++;
 
   pthread_mutex_unlock (&chain->lock);
-  block = calloc (1, h->block_extra + h->block_size);
-  if (block == NULL)
-    vdi_error ("calloc: %m");
+  if (data && lo == 0 && len == h->block_size)
+    r = write_slot (fd, h, data, offset);
+  else if ((block = malloc (h->block_size)) == NULL)
+    vdi_error ("malloc: %m");
   else if ((lo == 0 && len == h->block_size) ||
-           read_block (chain, b, entry, block + h->block_extra, below) == 0) {
+           read_block (chain, b, entry, block, below) == 0) {
     if (data)
-      memcpy (block + h->block_extra + lo, data, len);
+      memcpy (block + lo, data, len);
     else
-      memset (block + h->block_extra + lo, 0, len);
-    r = vdi_full_pwrite (fd, block, h->block_extra + h->block_size,
-                         offset - h->block_extra);
-    if (r == -1)
-      vdi_error ("%s: writing block %" PRIu32 ": %m",
-                 vdi_image_filename (top), b);
+      memset (block + lo, 0, len);
+    r = write_slot (fd, h, block, offset);
   }
+  if (r == -1 && block != NULL)
+    vdi_error ("%s: writing block %" PRIu32 ": %m",
+               vdi_image_filename (top), b);
   free (block);
   pthread_mutex_lock (&chain->lock);
 
@@ -305,11 +341,11 @@ allocate_block (struct vdi_chain *chain, uint32_t b, uint32_t entry,
       chain->allocating[i] = chain->allocating[--chain->nr_allocating];
       break;
     }
-  if (r == 0)
-    r = set_map_entry (chain, b, slot);
   /* On failure the slot stays counted but unused: a leak, never a
    * map entry pointing at garbage.
    */
+  if (r == 0)
+    set_map_entry (chain, b, slot);
   pthread_cond_broadcast (&chain->allocated);
   return r;
 }
@@ -321,23 +357,24 @@ write_block (struct vdi_chain *chain, uint32_t b, const void *data,
 {
   struct vdi_image *top = chain->images[0];
   const struct vdi_header *h = vdi_image_header (top);
-  const uint32_t *map = vdi_image_map (top);
   uint32_t entry = vdi_image_map_entry (top, b);
   CLEANUP_FREE char *zeros = NULL;
 
   if (!VDI_BLOCK_IS_ALLOCATED (entry)) {
     ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&chain->lock);
 
-    while (!VDI_BLOCK_IS_ALLOCATED (map[b]) && is_allocating (chain, b))
+    while (!VDI_BLOCK_IS_ALLOCATED (vdi_image_map_entry (top, b)) &&
+           is_allocating (chain, b))
       pthread_cond_wait (&chain->allocated, &chain->lock);
-    entry = map[b];
+    entry = vdi_image_map_entry (top, b);
     if (!VDI_BLOCK_IS_ALLOCATED (entry)) {
       const bool whole = lo == 0 && len == h->block_size;
 
       /* Zeros over a whole block: no data, a ZERO entry. */
-      if (whole && (data == NULL || is_zero (data, len)))
-        return entry == VDI_BLOCK_ZERO ? 0
-          : set_map_entry (chain, b, VDI_BLOCK_ZERO);
+      if (whole && (data == NULL || is_zero (data, len))) {
+        set_map_entry (chain, b, VDI_BLOCK_ZERO);
+        return 0;
+      }
       /* Zeros over part of a block that reads as zeros already. */
       if (data == NULL &&
           (entry == VDI_BLOCK_ZERO ||
@@ -400,7 +437,7 @@ write_range (struct vdi_chain *chain, const char *data, uint32_t count,
   }
 
   if (flags & VDI_WRITE_FUA)
-    return vdi_image_sync (chain->images[0]);
+    return vdi_chain_flush (chain);
   return 0;
 }
 
@@ -449,23 +486,59 @@ vdi_chain_zero (struct vdi_chain *chain, uint32_t count, uint64_t offset,
   return write_range (chain, NULL, count, offset, flags, below);
 }
 
+/* Copy the changed map pages and write the header, which counts every
+ * slot an entry of the copy points at.  Called with chain->lock held.
+ */
+static int
+begin_flush (struct vdi_chain *chain, struct vdi_map_update *update)
+{
+  struct vdi_image *top = chain->images[0];
+  const struct vdi_header *h = vdi_image_header (top);
+
+  if (vdi_image_take_map_update (top, update) == -1)
+    return -1;
+  if (!chain->dirty && update->nr_pages == 0)
+    return 0;
+  if (vdi_image_extend (top, vdi_header_slot_offset (h, h->blocks_allocated)
+                        - h->block_extra) == -1 ||
+      vdi_uuid_generate (&vdi_image_header_for_update (top)->uuid_modify)
+      == -1 ||
+      vdi_image_write_header (top) == -1) {
+    vdi_image_restore_map_update (top, update);
+    vdi_map_update_free (update);
+    return -1;
+  }
+  chain->dirty = false;
+  return 0;
+}
+
+/* See the comment at the top for the order of the writes. */
 int
 vdi_chain_flush (struct vdi_chain *chain)
 {
   struct vdi_image *top = chain->images[0];
+  struct vdi_map_update update;
+  int r;
 
   if (!vdi_image_is_writable (top))
     return 0;
-  {
-    ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&chain->lock);
+  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&chain->flush_lock);
 
-    if (chain->dirty) {
-      chain->dirty = false;
-      if (vdi_uuid_generate (&vdi_image_header_for_update (top)->uuid_modify)
-          == -1 ||
-          vdi_image_write_header (top) == -1)
-        return -1;
-    }
+  pthread_mutex_lock (&chain->lock);
+  r = begin_flush (chain, &update);
+  pthread_mutex_unlock (&chain->lock);
+  if (r == -1)
+    return -1;
+
+  if (vdi_image_sync (top) == -1 ||
+      (update.nr_pages > 0 &&
+       (vdi_image_write_map_update (top, &update) == -1 ||
+        vdi_image_sync (top) == -1))) {
+    pthread_mutex_lock (&chain->lock);
+    vdi_image_restore_map_update (top, &update);
+    pthread_mutex_unlock (&chain->lock);
+    r = -1;
   }
-  return vdi_image_sync (top);
+  vdi_map_update_free (&update);
+  return r;
 }

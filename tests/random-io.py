@@ -41,10 +41,8 @@ command takes an NBD URI (nbdkit's $uri) and the model's path.
       Each writer records which of its requests were flushed (a
       flush it sent completed after them, or they were FUA).  MODEL
       is then set to the flushed state, and MODEL.pending lists the
-      requests since each writer's last flush; MODEL.acked and
-      MODEL.acked.pending say the same for every acknowledged request
-      (a killed process loses no page cache, so those must read back
-      too).
+      requests since each writer's last flush (acknowledged or not:
+      a write that was not flushed may be lost).
 
 Request data is random bytes from a seed per request, so a pending
 file need only list (offset, length, seed).  Only the Python standard
@@ -391,36 +389,29 @@ def verify(uri, model, pending, what, got=None):
 
 def cmd_verify(args):
     got = read_disk(args.uri)
-    checks = [(args.model, args.pending)]
-    if args.acked:
-        checks.append((args.model + ".acked", args.model + ".acked.pending"))
-    for path, pending_path in checks:
-        pending = []
-        if pending_path:
-            with open(pending_path) as f:
-                pending = json.load(f)
-        verify(args.uri, read_model(path), pending, path, got)
-        print("%s: the disk matches (%d requests pending)" %
-              (path, len(pending)))
+    pending = []
+    if args.pending:
+        with open(args.pending) as f:
+            pending = json.load(f)
+    verify(args.uri, read_model(args.model), pending, args.model, got)
+    print("%s: the disk matches (%d requests pending)" %
+          (args.model, len(pending)))
     if args.update:
         write_model(args.model, got)
-        for p in (args.pending, args.model + ".acked",
-                  args.model + ".acked.pending"):
-            if p and os.path.exists(p):
-                os.unlink(p)
+        if args.pending and os.path.exists(args.pending):
+            os.unlink(args.pending)
 
 
 # ----------------------------------------------------------------------
 # crash
 
 class CrashWriter:
-    def __init__(self, args, index, areas, flushed, acked):
+    def __init__(self, args, index, areas, flushed):
         self.args = args
         self.index = index
         self.rng = random.Random("%s/%d" % (args.seed, index))
         self.chooser = Chooser(self.rng, areas, args.block_size, args.max_len)
         self.flushed = flushed   # shared model: flushed state
-        self.acked = acked       # shared model: acknowledged state
         self.pending = []        # sent since the last completed flush
         self.inflight = None
         self.ops = 0
@@ -467,7 +458,6 @@ class CrashWriter:
                     h.trim(n, off, flags)
                 self.inflight = None
                 self.ops += 1
-                self.apply(self.acked, op)
                 if fua:
                     # Durable now: it is flushed, and it hides the
                     # older pending requests where it overlaps them.
@@ -497,11 +487,10 @@ def cut(ops, a, b):
 
 def cmd_crash(args):
     flushed = bytearray(read_model(args.model))
-    acked = bytearray(flushed)
     size = len(flushed)
     areas = stripes(size, args.writers, args.stripe) if args.writers > 1 \
         else [[(0, size)]]
-    writers = [CrashWriter(args, i, areas[i], flushed, acked)
+    writers = [CrashWriter(args, i, areas[i], flushed)
                for i in range(args.writers)]
     killed = threading.Event()
     threads = [threading.Thread(target=w.run, args=(args.uri, killed))
@@ -518,21 +507,15 @@ def cmd_crash(args):
     if errors:
         die("; ".join(errors))
     pending = []
-    acked_pending = []
     for w in writers:
         pending += [list(op) for op in w.pending]
-        if w.inflight and w.inflight[0] != "flush":
-            acked_pending.append(list(w.inflight))
     write_model(args.model, flushed)
-    write_model(args.model + ".acked", acked)
     with open(args.model + ".pending", "w") as f:
         json.dump(pending, f)
-    with open(args.model + ".acked.pending", "w") as f:
-        json.dump(acked_pending, f)
     print("crash: %d requests (%d flushes) acknowledged; %d pending since "
-          "the last flushes, %d in flight" %
+          "the last flushes" %
           (sum(w.ops for w in writers), sum(w.flushes for w in writers),
-           len(pending), len(acked_pending)))
+           len(pending)))
     if sum(w.ops for w in writers) == 0:
         die("no request completed before the kill")
 
@@ -665,8 +648,6 @@ def main():
     sp.add_argument("uri")
     sp.add_argument("model")
     sp.add_argument("--pending")
-    sp.add_argument("--acked", action="store_true",
-                    help="also check MODEL.acked (+ .acked.pending)")
     sp.add_argument("--update", action="store_true")
 
     sp = sub.add_parser("crash")

@@ -9,7 +9,7 @@
 # restart).  Over a base full of data, through the vdidiff filter:
 # zero whole blocks, trim whole blocks, write whole blocks of zeros,
 # zero with the fast-zero flag, zero inside blocks; restart (and once
-# kill -9 without a flush); the disk reads zeros there, the
+# kill -9 after a flush); the disk reads zeros there, the
 # differencing image's map has ZERO (0xFFFFFFFE) entries for the whole
 # blocks and never FREE, and "nbdkit vdi DIFF.vdi" alone reads the
 # same.  The same for the vdi plugin writing the top of a chain.
@@ -107,13 +107,14 @@ cat "$tmp/extents"
 grep -qx "$MiB $(( 6 * MiB )) zero" "$tmp/extents"
 test "$(sha256_of "$tmp/base.vdi")" = "$base_sum"
 
-# --- kill -9 right after zeroing, without a flush ---------------------
+# --- kill -9 right after zeroing and a flush ---------------------------
 
 cp "$tmp/base.raw" "$model"
 start_server "$tmp/pid" "$tmp/sock" "$tmp/log" \
     --filter="$VDIDIFF_FILTER" "$VDI_PLUGIN" "$tmp/base.vdi" \
     vdidiff="$tmp/killed.vdi"
-nbdsh -u "$(uri_of "$tmp/sock")" -c "exec(open(\"$tmp/zero.py\").read())"
+nbdsh -u "$(uri_of "$tmp/sock")" -c "exec(open(\"$tmp/zero.py\").read())" \
+      -c "h.flush()"
 p="$(cat "$tmp/pid")"
 kill -9 "$p"
 wait_gone "$p"
