@@ -33,6 +33,7 @@
 
 #include "cleanup.h"
 #include "ispowerof2.h"
+#include "minmax.h"
 
 #include "vdi.h"
 #include "vdi-nbdkit.h"
@@ -499,6 +500,29 @@ vdidiff_can_multi_conn (nbdkit_next *next, void *handle)
   return 1;
 }
 
+/* The layer takes any size and alignment, but reads of FREE blocks
+ * go to the plugin below with the client's offsets: keep its limits.
+ */
+static int
+vdidiff_block_size (nbdkit_next *next, void *handle,
+                    uint32_t *minimum, uint32_t *preferred, uint32_t *maximum)
+{
+  struct handle *h = handle;
+  uint32_t layer_preferred;
+
+  if (next->block_size (next, minimum, preferred, maximum) == -1)
+    return -1;
+  if (*minimum == 0) {          /* the plugin below has no limits */
+    *minimum = 1;
+    *preferred = 512;
+    *maximum = 0xffffffff;
+  }
+  layer_preferred = vdi_nbdkit_preferred_block_size (h->layer->chain);
+  if (layer_preferred > *preferred && layer_preferred <= *maximum)
+    *preferred = layer_preferred;
+  return 0;
+}
+
 static int
 below_pread (void *opaque, void *buf, uint32_t count, uint64_t offset)
 {
@@ -655,6 +679,7 @@ static struct nbdkit_filter filter = {
   .can_fast_zero      = vdidiff_can_fast_zero,
   .can_extents        = vdidiff_can_extents,
   .can_multi_conn     = vdidiff_can_multi_conn,
+  .block_size         = vdidiff_block_size,
   .pread              = vdidiff_pread,
   .pwrite             = vdidiff_pwrite,
   .zero               = vdidiff_zero,

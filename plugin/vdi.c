@@ -516,6 +516,17 @@ vdi_can_multi_conn (void *handle)
   return 1;
 }
 
+/* Any size and alignment works. */
+static int
+vdi_block_size (void *handle,
+                uint32_t *minimum, uint32_t *preferred, uint32_t *maximum)
+{
+  *minimum = 1;
+  *preferred = vdi_nbdkit_preferred_block_size (chain);
+  *maximum = 0xffffffff;
+  return 0;
+}
+
 static int
 vdi_can_flush (void *handle)
 {
@@ -636,6 +647,7 @@ static struct nbdkit_plugin plugin = {
   .get_size           = vdi_get_size,
   .can_write          = vdi_can_write,
   .can_multi_conn     = vdi_can_multi_conn,
+  .block_size         = vdi_block_size,
   .can_flush          = vdi_can_flush,
   .can_fua            = vdi_can_fua,
   .can_trim           = vdi_can_trim,

@@ -26,6 +26,7 @@ set -e
 set -x
 
 requires_nbdsh
+requires jq --version
 
 tmp="$(mktemp -d --suffix=.tmp test-vdidiff-vdi.XXXXXX)"
 cleanup_fn rm -rf "$tmp"
@@ -212,6 +213,21 @@ for bs_bytes in 128K:131072 4M:4194304; do
 done
 test "$(vdi_field "$tmp/bs-128K.vdi" cbBlock)" -eq 131072
 test "$(vdi_field "$tmp/bs-4M.vdi" cbBlock)" -eq 4194304
+
+# The block sizes clients are told: any size works; the preferred one
+# is the larger of the layer's and the plugin's (the base's 2M), and
+# the plugin alone prefers its top image's.
+block_sizes ()
+{
+    nbdkit -U - "$@" --run 'nbdinfo --json "$uri"' |
+        jq -r '.exports[0] | "\(.block_size_minimum) \(.block_size_preferred) \(.block_size_maximum)"'
+}
+test "$(block_sizes --filter="$VDIDIFF_FILTER" "$VDI_PLUGIN" "$tmp/base.vdi" \
+        vdidiff="$tmp/bs-128K.vdi")" = "1 2097152 4294967295"
+test "$(block_sizes --filter="$VDIDIFF_FILTER" "$VDI_PLUGIN" "$tmp/base.vdi" \
+        vdidiff="$tmp/bs-4M.vdi")" = "1 4194304 4294967295"
+test "$(block_sizes "$VDI_PLUGIN" "$tmp/bs-128K.vdi" readonly=true)" = \
+     "1 131072 4294967295"
 
 for bs in 64K 3M 256M 0 x; do
     if nbdkit -U - --filter="$VDIDIFF_FILTER" "$VDI_PLUGIN" "$tmp/base.vdi" \

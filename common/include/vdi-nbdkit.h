@@ -41,4 +41,22 @@ vdi_nbdkit_write_flags (uint32_t flags)
     (flags & NBDKIT_FLAG_FAST_ZERO ? VDI_ZERO_FAST : 0);
 }
 
+/* The block size NBD clients should prefer: a write of whole blocks of
+ * the top image never copies data up, and large reads are served in
+ * one pread where the blocks lie together.  NBD wants a power of two
+ * between 512 bytes and 32 MiB; VDI block sizes are powers of two.
+ */
+static inline uint32_t
+vdi_nbdkit_preferred_block_size (const struct vdi_chain *chain)
+{
+  const uint32_t block_size =
+    vdi_image_header (vdi_chain_image (chain, 0))->block_size;
+
+  if (block_size < 512)
+    return 512;
+  if (block_size > 32 * 1024 * 1024)
+    return 32 * 1024 * 1024;
+  return block_size;
+}
+
 #endif /* VDI_NBDKIT_H */
