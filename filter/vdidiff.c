@@ -70,7 +70,7 @@ struct handle {
 static void
 vdidiff_load (void)
 {
-  vdi_set_log_function (vdi_nbdkit_log);
+  vdi_nbdkit_load ();
 }
 
 static void

@@ -61,7 +61,7 @@ static pthread_mutex_t writable_lock = PTHREAD_MUTEX_INITIALIZER;
 static void
 vdi_load (void)
 {
-  vdi_set_log_function (vdi_nbdkit_log);
+  vdi_nbdkit_load ();
 }
 
 static void
