@@ -53,7 +53,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <unistd.h>
-#include <sys/uio.h>
 #include <linux/falloc.h>
 
 #include "cleanup.h"
@@ -228,47 +227,31 @@ unused_slot (const struct vdi_chain *chain)
   return -1;
 }
 
-/* Write the whole slot at offset (its block's data start): the extra
- * bytes VDI reserves before it, as zeros, then block_size bytes of
- * data.
+/* Write the slot of top block b, whose data starts at offset: zeros
+ * in the extra bytes VDI may reserve before each block (VirtualBox
+ * never makes images with any), then block_size bytes of data.
  */
 static int
-write_slot (int fd, const struct vdi_header *h, const void *data,
+write_slot (struct vdi_image *top, uint32_t b, const void *data,
             uint64_t offset)
 {
-  static const char zeros[4096];
-  struct iovec iov[2] = {
-    { .iov_base = (void *) zeros, .iov_len = h->block_extra },
-    { .iov_base = (void *) data, .iov_len = h->block_size },
-  };
-  ssize_t r;
+  const struct vdi_header *h = vdi_image_header (top);
+  const int fd = vdi_image_fd (top);
 
-  /* VirtualBox never makes images with extra data; writing the rare
-   * large ones whole takes a copy.
-   */
-  if (h->block_extra > sizeof zeros) {
-    CLEANUP_FREE char *slot = calloc (1, h->block_extra + h->block_size);
+  if (h->block_extra > 0) {
+    CLEANUP_FREE char *zeros = calloc (1, h->block_extra);
 
-    if (slot == NULL)
-      return -1;
-    memcpy (slot + h->block_extra, data, h->block_size);
-    return vdi_full_pwrite (fd, slot, h->block_extra + h->block_size,
-                            offset - h->block_extra);
+    if (zeros == NULL ||
+        vdi_full_pwrite (fd, zeros, h->block_extra,
+                         offset - h->block_extra) == -1)
+      goto err;
   }
-  r = pwritev (fd, iov, 2, offset - h->block_extra);
-  if (r >= 0 && (size_t) r < h->block_extra + h->block_size) {
-    /* Short write: finish it the slow way. */
-    size_t done = r;
-
-    if (done < h->block_extra &&
-        vdi_full_pwrite (fd, zeros, h->block_extra - done,
-                         offset - h->block_extra + done) == -1)
-      return -1;
-    done = done > h->block_extra ? done - h->block_extra : 0;
-    return vdi_full_pwrite (fd, (const char *) data + done,
-                            h->block_size - done, offset + done);
-  }
-  return r == -1 ? -1 : 0;
+  if (vdi_full_pwrite (fd, data, h->block_size, offset) == 0)
+    return 0;
+ err:
+  vdi_error ("%s: writing block %" PRIu32 ": %m",
+             vdi_image_filename (top), b);
+  return -1;
 }
 
 /* Allocate top block b (whose entry is FREE or ZERO) with len bytes of
@@ -285,7 +268,6 @@ allocate_block (struct vdi_chain *chain, uint32_t b, uint32_t entry,
 {
   struct vdi_image *top = chain->images[0];
   struct vdi_header *h = vdi_image_header_for_update (top);
-  const int fd = vdi_image_fd (top);
   struct allocation *allocating;
   int64_t slot = h->blocks_allocated;
   uint64_t offset;
@@ -318,21 +300,20 @@ allocate_block (struct vdi_chain *chain, uint32_t b, uint32_t entry,
   chain->nr_allocating++;
 
   pthread_mutex_unlock (&chain->lock);
-  if (data && lo == 0 && len == h->block_size)
-    r = write_slot (fd, h, data, offset);
+  /* A whole block comes straight from the caller (whole blocks of
+   * zeros never get here: they become ZERO entries).
+   */
+  if (lo == 0 && len == h->block_size)
+    r = write_slot (top, b, data, offset);
   else if ((block = malloc (h->block_size)) == NULL)
     vdi_error ("malloc: %m");
-  else if ((lo == 0 && len == h->block_size) ||
-           read_block (chain, b, entry, block, below) == 0) {
+  else if (read_block (chain, b, entry, block, below) == 0) {
     if (data)
       memcpy (block + lo, data, len);
     else
       memset (block + lo, 0, len);
-    r = write_slot (fd, h, block, offset);
+    r = write_slot (top, b, block, offset);
   }
-  if (r == -1 && block != NULL)
-    vdi_error ("%s: writing block %" PRIu32 ": %m",
-               vdi_image_filename (top), b);
   free (block);
   pthread_mutex_lock (&chain->lock);
 

@@ -10,6 +10,7 @@
 # then more random requests, into
 #   - a dynamic image made by qemu-img,
 #   - a fixed image made by qemu-img (static=on), which must not grow,
+#   - a dynamic image with extra data before each block (make-vdi),
 #   - the top of a three-image differencing chain made by make-vdi,
 #     whose parents must not change.
 # Afterwards a fresh "nbdkit vdi" shows the model, $VDI_CHECK passes,
@@ -112,6 +113,28 @@ qemu-img check -f vdi "$tmp/fixed.vdi"
 qemu-img convert -f vdi -O raw "$tmp/fixed.vdi" "$tmp/fixed.qemu"
 cmp "$tmp/fixed.model" "$tmp/fixed.qemu"
 7zz x -tvdi -so "$tmp/fixed.vdi" | cmp "$tmp/fixed.model" -
+
+# --- A dynamic image with extra data before each block ---------------
+
+# VirtualBox opens such images but never makes them.  The extra bytes
+# of slots the plugin allocates are zeros, and nothing shifts the data.
+$MAKE_VDI --size 6M+512 --block-extra 4096 --seed extra \
+          --expect "$tmp/extra.model" "$tmp/extra.vdi"
+allocated="$(vdi_field "$tmp/extra.vdi" cBlocksAllocated)"
+prepare_raw "$tmp/prepared.raw" $(( 6 * 1024 * 1024 + 512 )) extra
+write_and_check "$tmp/extra.vdi" "$tmp/extra.model" extra
+test "$(vdi_field "$tmp/extra.vdi" cBlocksAllocated)" -gt "$allocated"
+$PYTHON -c '
+import struct, sys
+path, first = sys.argv[1], int(sys.argv[2])
+d = open(path, "rb").read()
+u = lambda o: struct.unpack_from("<I", d, o)[0]
+data, block, extra, count = u(0x158), u(0x178), u(0x17C), u(0x184)
+assert extra == 4096
+for slot in range(first, count):
+    start = data + slot * (extra + block)
+    assert d[start:start + extra] == bytes(extra), "slot %d" % slot
+' "$tmp/extra.vdi" "$allocated"
 
 # --- The top of a differencing chain ---------------------------------
 
