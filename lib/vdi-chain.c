@@ -253,8 +253,12 @@ vdi_chain_free (struct vdi_chain *chain)
 
   if (chain == NULL)
     return;
-  /* Changes not flushed yet still reach the file at a clean close. */
-  if (chain->images && chain->dirty)
+  /* Changes not flushed yet still reach the file when a chain that
+   * was built (it has its table) closes.  Not only when chain->dirty:
+   * a flush that ran while an allocation was in flight cleared it,
+   * and that block's map entry is still pending.
+   */
+  if (chain->table)
     vdi_chain_flush (chain);
   if (chain->images)
     for (i = 0; i < chain->depth; ++i)
