@@ -346,11 +346,15 @@ vdi_header_virtual_size (const struct vdi_header *h)
 }
 
 uint64_t
+vdi_header_slots_end (const struct vdi_header *h, uint64_t n)
+{
+  return h->data_offset + n * ((uint64_t) h->block_extra + h->block_size);
+}
+
+uint64_t
 vdi_header_slot_offset (const struct vdi_header *h, uint32_t slot)
 {
-  uint64_t slot_size = (uint64_t) h->block_extra + h->block_size;
-
-  return h->data_offset + slot * slot_size + h->block_extra;
+  return vdi_header_slots_end (h, slot) + h->block_extra;
 }
 
 const char *

@@ -22,6 +22,7 @@
 #include <sys/stat.h>
 #include <sys/random.h>
 
+#include "bits.h"
 #include "cleanup.h"
 #include "minmax.h"
 #include "rounding.h"
@@ -45,6 +46,12 @@ struct vdi_image {
 /* Changed map entries reach the file a page at a time. */
 #define VDI_MAP_PAGE 4096
 #define ENTRIES_PER_PAGE (VDI_MAP_PAGE / 4)
+
+static size_t
+map_pages (const struct vdi_header *h)
+{
+  return DIV_ROUND_UP ((size_t) h->blocks, ENTRIES_PER_PAGE);
+}
 
 int
 vdi_full_pread (int fd, void *buf, size_t count, uint64_t offset)
@@ -79,13 +86,12 @@ load_map (struct vdi_image *img)
 {
   const struct vdi_header *h = &img->header;
   const size_t map_size = 4 * (size_t) h->blocks;
-  const uint64_t slot_size = (uint64_t) h->block_extra + h->block_size;
   CLEANUP_FREE uint8_t *used = NULL;
   uint32_t i;
 
   img->map = malloc (map_size);
-  img->map_dirty = calloc (DIV_ROUND_UP (map_size, 8 * VDI_MAP_PAGE), 1);
-  used = calloc (DIV_ROUND_UP ((size_t) h->blocks, 8), 1);
+  img->map_dirty = calloc (bits_bytes (map_pages (h)), 1);
+  used = calloc (bits_bytes (h->blocks), 1);
   if (img->map == NULL || img->map_dirty == NULL || used == NULL) {
     vdi_error ("%s: cannot allocate the block map (%" PRIu32 " entries): %m",
                img->filename, h->blocks);
@@ -112,15 +118,15 @@ load_map (struct vdi_image *img)
                  h->blocks_allocated);
       return -1;
     }
-    if (h->data_offset + (slot + 1) * slot_size > img->file_size) {
+    if (vdi_header_slots_end (h, slot + 1) > img->file_size) {
       vdi_error ("%s: corrupt block map: entry %" PRIu32
                  " points to slot %" PRIu32 " at offset %" PRIu64
                  ", past the end of the file (%" PRIu64 " bytes)",
-                 img->filename, i, slot, h->data_offset + slot * slot_size,
+                 img->filename, i, slot, vdi_header_slots_end (h, slot),
                  img->file_size);
       return -1;
     }
-    if (used[slot / 8] & (1 << (slot % 8))) {
+    if (bit_is_set (used, slot)) {
       uint32_t first = 0;
 
       while (img->map[first] != slot)
@@ -130,7 +136,7 @@ load_map (struct vdi_image *img)
                  img->filename, first, i, slot);
       return -1;
     }
-    used[slot / 8] |= 1 << (slot % 8);
+    bit_set (used, slot);
   }
   return 0;
 }
@@ -336,10 +342,8 @@ void
 vdi_image_set_map_entry (struct vdi_image *img, uint32_t block,
                          uint32_t entry)
 {
-  const size_t page = block / ENTRIES_PER_PAGE;
-
   __atomic_store_n (&img->map[block], entry, __ATOMIC_RELEASE);
-  img->map_dirty[page / 8] |= 1 << (page % 8);
+  bit_set (img->map_dirty, block / ENTRIES_PER_PAGE);
 }
 
 int
@@ -408,13 +412,12 @@ vdi_image_write_header (struct vdi_image *img)
 int
 vdi_image_take_map_update (struct vdi_image *img, struct vdi_map_update *u)
 {
-  const size_t map_size = 4 * (size_t) img->header.blocks;
-  const size_t pages = DIV_ROUND_UP (map_size, VDI_MAP_PAGE);
+  const size_t pages = map_pages (&img->header);
   size_t page, n = 0, i;
 
   memset (u, 0, sizeof *u);
   for (page = 0; page < pages; ++page)
-    if (img->map_dirty[page / 8] & (1 << (page % 8)))
+    if (bit_is_set (img->map_dirty, page))
       n++;
   if (n == 0)
     return 0;
@@ -431,9 +434,9 @@ vdi_image_take_map_update (struct vdi_image *img, struct vdi_map_update *u)
     const size_t end = MIN (first + ENTRIES_PER_PAGE,
                             (size_t) img->header.blocks);
 
-    if (!(img->map_dirty[page / 8] & (1 << (page % 8))))
+    if (!bit_is_set (img->map_dirty, page))
       continue;
-    img->map_dirty[page / 8] &= ~(1 << (page % 8));
+    bit_clear (img->map_dirty, page);
     for (i = first; i < end; ++i)
       out[i - first] = htole32 (img->map[i]);
     u->pages[u->nr_pages++] = page;
@@ -470,7 +473,7 @@ vdi_image_restore_map_update (struct vdi_image *img,
   size_t i;
 
   for (i = 0; i < u->nr_pages; ++i)
-    img->map_dirty[u->pages[i] / 8] |= 1 << (u->pages[i] % 8);
+    bit_set (img->map_dirty, u->pages[i]);
 }
 
 void
@@ -624,8 +627,7 @@ vdi_image_reset (struct vdi_image *img, const struct vdi_uuid *parent_modify)
     h->uuid_parent_modify = *parent_modify;
   h->blocks_allocated = 0;
   memset (img->map, 0xff, 4 * (size_t) h->blocks); /* VDI_BLOCK_FREE */
-  memset (img->map_dirty, 0,
-          DIV_ROUND_UP (4 * (size_t) h->blocks, 8 * VDI_MAP_PAGE));
+  memset (img->map_dirty, 0, bits_bytes (map_pages (h)));
 
   /* The empty map and the header reach the disk before the data goes,
    * so that at no point does the header count slots the file lacks.
@@ -644,7 +646,6 @@ int
 vdi_image_check (const struct vdi_image *img)
 {
   const struct vdi_header *h = &img->header;
-  const uint64_t slot_size = (uint64_t) h->block_extra + h->block_size;
   uint32_t i, used = 0;
   int r = 0;
 
@@ -657,7 +658,7 @@ vdi_image_check (const struct vdi_image *img)
                " blocks allocated", img->filename, used, h->blocks);
     r = -1;
   }
-  if (h->data_offset + h->blocks_allocated * slot_size > img->file_size) {
+  if (vdi_header_slots_end (h, h->blocks_allocated) > img->file_size) {
     vdi_error ("%s: the file (%" PRIu64 " bytes) is shorter than its %"
                PRIu32 " allocated blocks", img->filename, img->file_size,
                h->blocks_allocated);

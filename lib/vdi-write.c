@@ -55,6 +55,7 @@
 #include <unistd.h>
 #include <linux/falloc.h>
 
+#include "bits.h"
 #include "cleanup.h"
 #include "minmax.h"
 #include "rounding.h"
@@ -205,7 +206,7 @@ unused_slot (const struct vdi_chain *chain)
 {
   const struct vdi_image *top = chain->images[0];
   const uint32_t blocks = vdi_image_header (top)->blocks;
-  CLEANUP_FREE uint8_t *used = calloc (DIV_ROUND_UP ((size_t) blocks, 8), 1);
+  CLEANUP_FREE uint8_t *used = calloc (bits_bytes (blocks), 1);
   uint32_t i, slot;
 
   if (used == NULL) {
@@ -215,14 +216,12 @@ unused_slot (const struct vdi_chain *chain)
   for (i = 0; i < blocks; ++i) {
     slot = vdi_image_map_entry (top, i);
     if (VDI_BLOCK_IS_ALLOCATED (slot))
-      used[slot / 8] |= 1 << (slot % 8);
+      bit_set (used, slot);
   }
-  for (i = 0; i < chain->nr_allocating; ++i) {
-    slot = chain->allocating[i].slot;
-    used[slot / 8] |= 1 << (slot % 8);
-  }
+  for (i = 0; i < chain->nr_allocating; ++i)
+    bit_set (used, chain->allocating[i].slot);
   for (slot = 0; slot < blocks; ++slot)
-    if (!(used[slot / 8] & (1 << (slot % 8))))
+    if (!bit_is_set (used, slot))
       return slot;
   return -1;
 }
@@ -480,8 +479,8 @@ begin_flush (struct vdi_chain *chain, struct vdi_map_update *update)
     return -1;
   if (!chain->dirty && update->nr_pages == 0)
     return 0;
-  if (vdi_image_extend (top, vdi_header_slot_offset (h, h->blocks_allocated)
-                        - h->block_extra) == -1 ||
+  if (vdi_image_extend (top, vdi_header_slots_end (h, h->blocks_allocated))
+      == -1 ||
       vdi_uuid_generate (&vdi_image_header_for_update (top)->uuid_modify)
       == -1 ||
       vdi_image_write_header (top) == -1) {

@@ -117,6 +117,11 @@ extern uint64_t vdi_header_slot_offset (const struct vdi_header *h,
                                         uint32_t slot)
   __attribute__ ((__nonnull__ (1)));
 
+/* Where the first n slots end: the file size they need. */
+extern uint64_t vdi_header_slots_end (const struct vdi_header *h,
+                                      uint64_t n)
+  __attribute__ ((__nonnull__ (1)));
+
 /* "dynamic", "fixed", "undo", "differencing" or "unknown". */
 extern const char *vdi_type_name (uint32_t type);
 
