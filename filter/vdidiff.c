@@ -33,7 +33,6 @@
 
 #include "cleanup.h"
 #include "ispowerof2.h"
-#include "minmax.h"
 
 #include "vdi.h"
 #include "vdi-nbdkit.h"

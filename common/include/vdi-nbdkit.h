@@ -15,6 +15,8 @@
 #include <malloc.h>
 #endif
 
+#include "minmax.h"
+#include "static-assert.h"
 #include "vdi.h"
 
 /* libvdi's messages: errors and debug go to nbdkit; warnings, which
@@ -65,19 +67,15 @@ vdi_nbdkit_write_flags (uint32_t flags)
 /* The block size NBD clients should prefer: a write of whole blocks of
  * the top image never copies data up, and large reads are served in
  * one pread where the blocks lie together.  NBD wants a power of two
- * between 512 bytes and 32 MiB; VDI block sizes are powers of two.
+ * between 512 bytes and 32 MiB; VDI block sizes are powers of two of
+ * at least 128 KiB, but may be larger than 32 MiB.
  */
 static inline uint32_t
 vdi_nbdkit_preferred_block_size (const struct vdi_chain *chain)
 {
-  const uint32_t block_size =
-    vdi_image_header (vdi_chain_image (chain, 0))->block_size;
-
-  if (block_size < 512)
-    return 512;
-  if (block_size > 32 * 1024 * 1024)
-    return 32 * 1024 * 1024;
-  return block_size;
+  STATIC_ASSERT (VDI_MIN_BLOCK_SIZE >= 512, vdi_blocks_fit_nbd_minimum);
+  return MIN (vdi_image_header (vdi_chain_image (chain, 0))->block_size,
+              UINT32_C (32 * 1024 * 1024));
 }
 
 #endif /* VDI_NBDKIT_H */
