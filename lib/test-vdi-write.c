@@ -180,6 +180,20 @@ check_model (struct disk *d, const struct vdi_below *b)
   free (buf);
 }
 
+/* Close the disk and open it again read-only: it still shows the
+ * model and its image checks clean.  Then free it.
+ */
+static void
+reopen_check_free (struct disk *d, bool layer, const struct vdi_below *b)
+{
+  disk_close (d);
+  disk_open (d, d->path, layer, false);
+  check_model (d, b);
+  CU_ASSERT_EQUAL (vdi_image_check (vdi_chain_image (d->chain, 0)), 0);
+  ASSERT_NO_ERROR ();
+  disk_free (d);
+}
+
 /* Raw reads of the file, independent of the library. */
 static uint32_t
 file_le32 (const char *path, uint64_t offset)
@@ -281,14 +295,9 @@ test_allocation_order (void)
   CU_ASSERT (memcmp (slot, d.model + 5 * BS, BS) == 0);
   file_bytes (d.path, data_offset + 3 * BS, slot, BS);
   CU_ASSERT (memcmp (slot, d.model + 7 * BS, BS) == 0);
-  disk_close (&d);
 
   /* Reopened, the image shows the same, and the library agrees. */
-  disk_open (&d, d.path, false, false);
-  check_model (&d, NULL);
-  CU_ASSERT_EQUAL (vdi_image_check (vdi_chain_image (d.chain, 0)), 0);
-  ASSERT_NO_ERROR ();
-  disk_free (&d);
+  reopen_check_free (&d, false, NULL);
 }
 
 /* Every slot counted, one of them unused (an allocation a crash cut
@@ -332,13 +341,7 @@ test_reuse_unused_slot (void)
   file_bytes (d.path, data_offset + 1 * BS, slot, BS);
   CU_ASSERT (memcmp (slot, d.model + 1 * BS, BS) == 0);
   check_model (&d, NULL);
-  disk_close (&d);
-
-  disk_open (&d, d.path, false, false);
-  check_model (&d, NULL);
-  CU_ASSERT_EQUAL (vdi_image_check (vdi_chain_image (d.chain, 0)), 0);
-  ASSERT_NO_ERROR ();
-  disk_free (&d);
+  reopen_check_free (&d, false, NULL);
 }
 
 /* Zeroing in all its cases on a base image. */
@@ -381,11 +384,7 @@ test_zero_base (void)
                                    NULL), 0);
   flush (&d);
   CU_ASSERT_EQUAL (file_map_entry (d.path, 5), FREE);
-  disk_close (&d);
-  disk_open (&d, d.path, false, false);
-  check_model (&d, NULL);
-  ASSERT_NO_ERROR ();
-  disk_free (&d);
+  reopen_check_free (&d, false, NULL);
 }
 
 /* A differencing layer over something: copy-up, ZERO never FREE,
@@ -442,13 +441,7 @@ test_layer_copy_up (void)
       break;
     }
   check_model (&d, &below);
-  disk_close (&d);
-
-  disk_open (&d, d.path, true, false);
-  check_model (&d, &below);
-  CU_ASSERT_EQUAL (vdi_image_check (vdi_chain_image (d.chain, 0)), 0);
-  ASSERT_NO_ERROR ();
-  disk_free (&d);
+  reopen_check_free (&d, true, &below);
 }
 
 /* A fixed image: in place only, never grows, identity map. */
@@ -473,12 +466,8 @@ test_fixed (void)
   for (i = 0; i < 4; ++i)
     CU_ASSERT_EQUAL (file_map_entry (d.path, i), i);
   CU_ASSERT_EQUAL (file_le32 (d.path, OFF_ALLOCATED), 4);
-  CU_ASSERT_EQUAL (vdi_chain_flush (d.chain), 0);
-  disk_close (&d);
-  disk_open (&d, d.path, false, false);
-  check_model (&d, NULL);
-  ASSERT_NO_ERROR ();
-  disk_free (&d);
+  flush (&d);
+  reopen_check_free (&d, false, NULL);
 }
 
 /* The modify UUID: renewed at the first write and at flushes after
@@ -494,7 +483,7 @@ test_modify_uuid (void)
   file_bytes (d.path, OFF_UUID_CREATE, create0, 16);
   file_bytes (d.path, OFF_UUID_MODIFY, m0, 16);
 
-  CU_ASSERT_EQUAL (vdi_chain_flush (d.chain), 0);
+  flush (&d);
   file_bytes (d.path, OFF_UUID_MODIFY, m, 16);
   CU_ASSERT (memcmp (m, m0, 16) == 0);          /* no write, no change */
 
@@ -506,10 +495,10 @@ test_modify_uuid (void)
   file_bytes (d.path, OFF_UUID_MODIFY, m, 16);
   CU_ASSERT (memcmp (m, m1, 16) == 0);          /* later writes */
 
-  CU_ASSERT_EQUAL (vdi_chain_flush (d.chain), 0);
+  flush (&d);
   file_bytes (d.path, OFF_UUID_MODIFY, m2, 16);
   CU_ASSERT (memcmp (m2, m1, 16) != 0);         /* flush after writes */
-  CU_ASSERT_EQUAL (vdi_chain_flush (d.chain), 0);
+  flush (&d);
   file_bytes (d.path, OFF_UUID_MODIFY, m, 16);
   CU_ASSERT (memcmp (m, m2, 16) == 0);          /* flush, nothing new */
 
@@ -541,7 +530,7 @@ test_read_only (void)
   CU_ASSERT_EQUAL (vdi_chain_zero (d.chain, BS, 0, 0, NULL), -1);
   CU_ASSERT_EQUAL (errno, EROFS);
   test_log_reset ();
-  CU_ASSERT_EQUAL (vdi_chain_flush (d.chain), 0);
+  flush (&d);
   CU_ASSERT_EQUAL_FATAL (file_size (path), sizeof after);
   file_bytes (path, 0, after, sizeof after);
   CU_ASSERT (memcmp (before, after, sizeof before) == 0);
@@ -620,11 +609,7 @@ test_allocation_race (void)
     CU_ASSERT ((seen & (1u << e)) == 0);
     seen |= 1u << e;
   }
-  disk_close (&d);
-  disk_open (&d, d.path, true, false);
-  check_model (&d, &below);
-  ASSERT_NO_ERROR ();
-  disk_free (&d);
+  reopen_check_free (&d, true, &below);
 }
 
 /* A process that dies after a flush and more writes: the image opens
