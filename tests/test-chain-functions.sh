@@ -3,20 +3,30 @@
 # SPDX-License-Identifier: BSD-3-Clause
 
 # Helpers shared by test-chain-*.sh and test-registry-*.sh (not a test
-# itself).  Source it after ./functions.sh, once $tmp (the test's
-# scratch folder, as an absolute path: the plugin's messages name
-# files by their absolute paths) is set:
+# itself).  Source it after ./functions.sh:
 #
 #   source ./functions.sh
 #   set -e
 #   set -x
-#   tmp="$(realpath "$(mktemp -d --suffix=.tmp test-chain-foo.XXXXXX)")"
-#   cleanup_fn rm -rf "$tmp"
 #   source "$abs_srcdir/test-chain-functions.sh"
+#
+# It skips the test unless the clients these tests use are there, and
+# sets $tmp, the test's scratch folder, removed at exit.  $tmp is an
+# absolute path: the plugin's messages name files by their absolute
+# paths.
 #
 # Every expected byte and extent comes from make-vdi.py's model (its
 # --machine mode writes a VirtualBox machine folder and the model of
 # every image in it), never from the plugin.
+
+requires nbdinfo --version
+requires nbdcopy --version
+requires qemu-img --version
+requires_nbdsh
+requires $PYTHON --version
+
+tmp="$(realpath "$(mktemp -d --suffix=.tmp "$(basename "$0" .sh).XXXXXX")")"
+cleanup_fn rm -rf "$tmp"
 
 # make_machine FOLDER MODEL [--models top] < SPEC.json
 #

@@ -22,14 +22,6 @@ source ./functions.sh
 set -e
 set -x
 
-requires nbdinfo --version
-requires nbdcopy --version
-requires qemu-img --version
-requires_nbdsh
-requires $PYTHON --version
-
-tmp="$(realpath "$(mktemp -d --suffix=.tmp test-chain-layouts.XXXXXX)")"
-cleanup_fn rm -rf "$tmp"
 source "$abs_srcdir/test-chain-functions.sh"
 
 # The machine "Chains": five disks.

@@ -18,15 +18,8 @@ source ./functions.sh
 set -e
 set -x
 
-requires nbdinfo --version
-requires nbdcopy --version
-requires qemu-img --version
-requires_nbdsh
-requires $PYTHON --version
 requires mkfifo --version
 
-tmp="$(realpath "$(mktemp -d --suffix=.tmp test-registry-errors.XXXXXX)")"
-cleanup_fn rm -rf "$tmp"
 source "$abs_srcdir/test-chain-functions.sh"
 
 # A machine with two disks of three images, two snapshots with the

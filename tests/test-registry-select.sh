@@ -17,14 +17,6 @@ source ./functions.sh
 set -e
 set -x
 
-requires nbdinfo --version
-requires nbdcopy --version
-requires qemu-img --version
-requires_nbdsh
-requires $PYTHON --version
-
-tmp="$(realpath "$(mktemp -d --suffix=.tmp test-registry-select.XXXXXX)")"
-cleanup_fn rm -rf "$tmp"
 source "$abs_srcdir/test-chain-functions.sh"
 
 # "Deb": two disks, each a base and three snapshots' children (so

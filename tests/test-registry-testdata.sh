@@ -23,11 +23,6 @@ set -e
 set -x
 
 requires_testdata
-requires nbdinfo --version
-requires nbdcopy --version
-requires qemu-img --version
-requires_nbdsh
-requires $PYTHON --version
 
 geny_src="$TESTDATA/tidev_androidlib/genymotion-google-pixel-8.0-api26.vbox"
 linux_src="$TESTDATA/tidev_androidlib/linux-vm.vbox"
@@ -39,8 +34,6 @@ for f in "$geny_src" "$linux_src" "$global_src"; do
     fi
 done
 
-tmp="$(realpath "$(mktemp -d --suffix=.tmp test-registry-testdata.XXXXXX)")"
-cleanup_fn rm -rf "$tmp"
 source "$abs_srcdir/test-chain-functions.sh"
 
 shared_sums="$(sha256sum "$geny_src" "$linux_src" "$global_src")"
