@@ -34,7 +34,7 @@
 #include "cleanup.h"
 #include "ispowerof2.h"
 
-#include "vdi.h"
+#include "libvdi.h"
 #include "vdi-nbdkit.h"
 
 /* -D vdidiff.verbose=1: say how each layer was opened. */

@@ -18,7 +18,7 @@
 
 #include <CUnit/Basic.h>
 
-#include "vdi.h"
+#include "libvdi.h"
 #include "test-common.h"
 
 /* Log capture. */

@@ -18,7 +18,7 @@
 
 #include <CUnit/Basic.h>
 
-#include "vdi.h"
+#include "libvdi.h"
 
 /* Log capture. */
 #define TEST_LOG_MSG_MAX 1024

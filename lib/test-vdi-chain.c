@@ -34,7 +34,7 @@
 
 #include <CUnit/Basic.h>
 
-#include "vdi.h"
+#include "libvdi.h"
 #include "vbox-registry.h"
 #include "test-common.h"
 

@@ -26,7 +26,7 @@
 
 #include <CUnit/Basic.h>
 
-#include "vdi.h"
+#include "libvdi.h"
 #include "test-common.h"
 
 /* The name passed to decode and validate, which every error must carry. */

@@ -28,7 +28,7 @@
 
 #include <CUnit/Basic.h>
 
-#include "vdi.h"
+#include "libvdi.h"
 #include "test-common.h"
 
 #define KiB 1024
@@ -155,7 +155,7 @@ struct model {
   uint64_t size;
   uint8_t *data;
   bool *is_data;                /* size / SECTOR entries */
-  /* vdi.h promises that extents never change state inside a unit of
+  /* libvdi.h promises that extents never change state inside a unit of
    * the smallest block size of the chain: a unit is data if any of
    * its sectors is.
    */

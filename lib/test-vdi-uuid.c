@@ -20,7 +20,7 @@
 
 #include <CUnit/Basic.h>
 
-#include "vdi.h"
+#include "libvdi.h"
 #include "test-common.h"
 
 /* The example of vdi-format.md section 1: text order and disk order. */

@@ -47,7 +47,7 @@
 
 #include <CUnit/Basic.h>
 
-#include "vdi.h"
+#include "libvdi.h"
 #include "test-common.h"
 
 #define KiB 1024

@@ -18,7 +18,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "vdi.h"
+#include "libvdi.h"
 
 /* HardDisk nesting deeper than this is refused (VirtualBox's limit). */
 #define VBOX_MAX_MEDIUM_DEPTH 300

@@ -10,7 +10,7 @@
 
 #include <pthread.h>
 
-#include "vdi.h"
+#include "libvdi.h"
 
 /* The chain's lookup table (see vdi-chain.c). */
 #define ENTRY_IMAGE_SHIFT 54

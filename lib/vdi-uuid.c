@@ -15,7 +15,7 @@
 #include <string.h>
 #include <ctype.h>
 
-#include "vdi.h"
+#include "libvdi.h"
 
 /* Which disk byte holds text byte i; the map is its own inverse. */
 static const unsigned guid_order[16] = {

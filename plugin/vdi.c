@@ -24,7 +24,7 @@
 #include "cleanup.h"
 
 #include "vbox-registry.h"
-#include "vdi.h"
+#include "libvdi.h"
 #include "vdi-nbdkit.h"
 
 /* -D vdi.header=1: print the header and a block map summary of every

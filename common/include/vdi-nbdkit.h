@@ -17,7 +17,7 @@
 
 #include "minmax.h"
 #include "static-assert.h"
-#include "vdi.h"
+#include "libvdi.h"
 
 /* libvdi's messages: errors and debug go to nbdkit; warnings, which
  * nbdkit has no call for and debug would hide, go to stderr.

@@ -14,7 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "vdi.h"
+#include "libvdi.h"
 
 int
 main (int argc, char *argv[])

@@ -10,8 +10,8 @@
  * failed then returns -1 or NULL.
  */
 
-#ifndef VDI_H
-#define VDI_H
+#ifndef LIBVDI_H
+#define LIBVDI_H
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -326,4 +326,4 @@ extern int vdi_chain_flush (struct vdi_chain *chain)
 extern int vdi_image_check (const struct vdi_image *img)
   __attribute__ ((__nonnull__ (1)));
 
-#endif /* VDI_H */
+#endif /* LIBVDI_H */
