@@ -69,7 +69,7 @@ struct handle {
 static void
 vdidiff_load (void)
 {
-  vdi_nbdkit_load ();
+  vdi_nbdkit_load ("vdidiff");
 }
 
 static void
@@ -622,8 +622,7 @@ add_extent (void *opaque, uint64_t offset, uint64_t length,
 
   if (type != VDI_EXTENT_BELOW)
     return nbdkit_add_extent (d->extents, offset, length,
-                              type == VDI_EXTENT_DATA ? 0
-                              : NBDKIT_EXTENT_HOLE | NBDKIT_EXTENT_ZERO);
+                              vdi_nbdkit_extent_type (type));
 
   below = nbdkit_extents_full (d->next, length, offset, 0, d->err);
   if (below == NULL)

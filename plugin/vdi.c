@@ -61,7 +61,7 @@ static pthread_mutex_t writable_lock = PTHREAD_MUTEX_INITIALIZER;
 static void
 vdi_load (void)
 {
-  vdi_nbdkit_load ();
+  vdi_nbdkit_load ("vdi");
 }
 
 static void
@@ -432,9 +432,9 @@ vdi_get_ready (void)
   reason = readonly_reason (medium);
   writable = !force_readonly && reason == NULL;
   if (reason && !force_readonly)
-    fprintf (stderr, "nbdkit: vdi: note: serving %s read-only because %s; "
-             "to write, stack the vdidiff filter (--filter=vdidiff)\n",
-             vdi_image_filename (vdi_chain_image (chain, 0)), reason);
+    vdi_nbdkit_tell ("note", "serving %s read-only because %s; "
+                     "to write, stack the vdidiff filter (--filter=vdidiff)",
+                     vdi_image_filename (vdi_chain_image (chain, 0)), reason);
 
   h = vdi_image_header (vdi_chain_image (chain, 0));
   if (medium && !vdi_uuid_equal (&h->uuid_create, &medium->uuid)) {
@@ -617,8 +617,7 @@ add_extent (void *extents, uint64_t offset, uint64_t length,
             enum vdi_extent_type type)
 {
   return nbdkit_add_extent (extents, offset, length,
-                            type == VDI_EXTENT_DATA ? 0
-                            : NBDKIT_EXTENT_HOLE | NBDKIT_EXTENT_ZERO);
+                            vdi_nbdkit_extent_type (type));
 }
 
 static int
