@@ -204,6 +204,7 @@ struct vdi_chain;
  */
 extern struct vdi_chain *vdi_chain_new (struct vdi_image **images, size_t n)
   __attribute__ ((__nonnull__ (1)));
+/* Write what is not flushed yet, close the images, free the chain. */
 extern void vdi_chain_free (struct vdi_chain *chain);
 
 /* A differencing layer over something that is not a VDI chain, such
@@ -298,10 +299,11 @@ extern int vdi_chain_extents (const struct vdi_chain *chain,
 #define VDI_WRITE_FUA   1       /* sync the image before returning */
 #define VDI_ZERO_FAST   2       /* fail with ENOTSUP rather than write data */
 
+/* buf NULL writes zeros (vdi_chain_zero adds the fast zero check). */
 extern int vdi_chain_pwrite (struct vdi_chain *chain, const void *buf,
                              uint32_t count, uint64_t offset, unsigned flags,
                              const struct vdi_below *below)
-  __attribute__ ((__nonnull__ (1, 2)));
+  __attribute__ ((__nonnull__ (1)));
 /* Zero a range: whole unallocated blocks become ZERO entries (never
  * FREE, which would show the parent's data again), allocated ranges
  * are zeroed in place (punching holes where the file system can).

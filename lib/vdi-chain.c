@@ -26,7 +26,8 @@
  *
  * Writes (vdi-write.c) change only the top image and then the table
  * entries of the block they changed, with atomic stores, so reads
- * need no lock.
+ * need no lock.  The write engine also owns closing a chain
+ * (vdi_chain_free flushes first), so this file never calls into it.
  */
 
 #include <config.h>
@@ -79,6 +80,34 @@ resolve_layer (struct vdi_chain *chain, size_t layer)
   }
 }
 
+/* The one check of depth and cycles, for chains built here and for
+ * parents found by vdi_chain_open before it opens them.
+ */
+int
+vdi_chain_check_parent (struct vdi_image *const *images, size_t n,
+                        const struct vdi_uuid *uuid)
+{
+  char a[VDI_UUID_STRLEN];
+  size_t i;
+
+  if (n >= VDI_MAX_CHAIN_DEPTH) {
+    vdi_error ("%s: the chain is more than %d images deep",
+               vdi_image_filename (images[0]), VDI_MAX_CHAIN_DEPTH);
+    return -1;
+  }
+  for (i = 0; i < n; ++i) {
+    if (vdi_uuid_equal (uuid, &vdi_image_header (images[i])->uuid_create)) {
+      vdi_error ("%s: the chain has a cycle: %s names %s (%s) as its "
+                 "parent, which is already in the chain",
+                 vdi_image_filename (images[0]),
+                 vdi_image_filename (images[n - 1]),
+                 vdi_uuid_format (uuid, a), vdi_image_filename (images[i]));
+      return -1;
+    }
+  }
+  return 0;
+}
+
 /* Check the chain as VirtualBox does when it opens one: each child
  * links to its parent's create UUID, only the base may be a fixed or
  * non-differencing image, and no image appears twice.  A stale
@@ -89,48 +118,16 @@ static int
 check_links (struct vdi_image **images, size_t n, bool over_below)
 {
   char a[VDI_UUID_STRLEN], b[VDI_UUID_STRLEN];
-  size_t i, j;
+  const struct vdi_header *h;
+  const char *name;
+  size_t i;
 
-  if (n > VDI_MAX_CHAIN_DEPTH) {
-    vdi_error ("%s: the chain is %zu images deep; at most %d are allowed",
-               vdi_image_filename (images[0]), n, VDI_MAX_CHAIN_DEPTH);
-    return -1;
-  }
+  for (i = 0; i + 1 < n; ++i) {
+    const struct vdi_header *ph = vdi_image_header (images[i + 1]);
+    const char *parent_name = vdi_image_filename (images[i + 1]);
 
-  for (i = 0; i < n; ++i) {
-    const struct vdi_header *h = vdi_image_header (images[i]);
-    const char *name = vdi_image_filename (images[i]);
-    const struct vdi_header *ph;
-    const char *parent_name;
-
-    for (j = 0; j < i; ++j) {
-      if (vdi_uuid_equal (&h->uuid_create,
-                          &vdi_image_header (images[j])->uuid_create)) {
-        vdi_error ("%s: the chain has a cycle: image %s appears twice "
-                   "(%s and %s)", vdi_image_filename (images[0]),
-                   vdi_uuid_format (&h->uuid_create, a),
-                   vdi_image_filename (images[j]), name);
-        return -1;
-      }
-    }
-
-    if (i == n - 1) {
-      if (h->type == VDI_TYPE_DIFF && !over_below) {
-        vdi_error ("%s: differencing image without its parent %s",
-                   name, vdi_uuid_format (&h->uuid_linkage, a));
-        return -1;
-      }
-      /* VirtualBox 3.0-3.1 left a linkage in some base images;
-       * VirtualBox ignores it, and so do we.
-       */
-      if (!vdi_uuid_is_null (&h->uuid_linkage))
-        vdi_debug ("%s: base image has a parent UUID %s, ignored",
-                   name, vdi_uuid_format (&h->uuid_linkage, a));
-      break;
-    }
-
-    ph = vdi_image_header (images[i + 1]);
-    parent_name = vdi_image_filename (images[i + 1]);
+    h = vdi_image_header (images[i]);
+    name = vdi_image_filename (images[i]);
     if (vdi_uuid_is_null (&h->uuid_linkage)) {
       vdi_error ("%s: not a differencing image, so it cannot have "
                  "%s as its parent", name, parent_name);
@@ -147,6 +144,8 @@ check_links (struct vdi_image **images, size_t n, bool over_below)
                  vdi_uuid_format (&ph->uuid_create, b), parent_name);
       return -1;
     }
+    if (vdi_chain_check_parent (images, i + 1, &ph->uuid_create) == -1)
+      return -1;
     if (!vdi_uuid_is_null (&h->uuid_parent_modify) &&
         !vdi_uuid_equal (&h->uuid_parent_modify, &ph->uuid_modify))
       vdi_warning ("%s: parent modification UUID %s differs from the "
@@ -155,6 +154,21 @@ check_links (struct vdi_image **images, size_t n, bool over_below)
                    name, vdi_uuid_format (&h->uuid_parent_modify, a),
                    vdi_uuid_format (&ph->uuid_modify, b), parent_name);
   }
+
+  /* The base. */
+  h = vdi_image_header (images[n - 1]);
+  name = vdi_image_filename (images[n - 1]);
+  if (h->type == VDI_TYPE_DIFF && !over_below) {
+    vdi_error ("%s: differencing image without its parent %s",
+               name, vdi_uuid_format (&h->uuid_linkage, a));
+    return -1;
+  }
+  /* VirtualBox 3.0-3.1 left a linkage in some base images; VirtualBox
+   * ignores it, and so do we.
+   */
+  if (!vdi_uuid_is_null (&h->uuid_linkage))
+    vdi_debug ("%s: base image has a parent UUID %s, ignored",
+               name, vdi_uuid_format (&h->uuid_linkage, a));
   return 0;
 }
 
@@ -230,7 +244,7 @@ chain_build (struct vdi_image **images, size_t n, bool over_below)
   return chain;
 
  err:
-  vdi_chain_free (chain);
+  vdi_chain_destroy (chain);
   return NULL;
 }
 
@@ -247,19 +261,10 @@ vdi_layer_new (struct vdi_image *img)
 }
 
 void
-vdi_chain_free (struct vdi_chain *chain)
+vdi_chain_destroy (struct vdi_chain *chain)
 {
   size_t i;
 
-  if (chain == NULL)
-    return;
-  /* Changes not flushed yet still reach the file when a chain that
-   * was built (it has its table) closes.  Not only when chain->dirty:
-   * a flush that ran while an allocation was in flight cleared it,
-   * and that block's map entry is still pending.
-   */
-  if (chain->table)
-    vdi_chain_flush (chain);
   if (chain->images)
     for (i = 0; i < chain->depth; ++i)
       vdi_image_close (chain->images[i]);

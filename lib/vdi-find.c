@@ -471,20 +471,8 @@ vdi_chain_open (const char *filename, unsigned top_flags,
     const struct vdi_uuid *linkage = &vdi_image_header (child)->uuid_linkage;
     CLEANUP_FREE char *parent_path = NULL;
 
-    if (n == VDI_MAX_CHAIN_DEPTH) {
-      vdi_error ("%s: the chain is more than %d images deep",
-                 filename, VDI_MAX_CHAIN_DEPTH);
+    if (vdi_chain_check_parent (images, n, linkage) == -1)
       goto err;
-    }
-    for (i = 0; i < n; ++i) {
-      if (vdi_uuid_equal (linkage, &vdi_image_header (images[i])->uuid_create)) {
-        vdi_error ("%s: the chain has a cycle: %s names %s (%s) as its "
-                   "parent, which is already in the chain",
-                   filename, vdi_image_filename (child),
-                   vdi_uuid_format (linkage, a), vdi_image_filename (images[i]));
-        goto err;
-      }
-    }
 
     parent_path = search->registry
       ? find_parent_in_registry (&f, child)

@@ -42,6 +42,19 @@ struct vdi_chain {
   bool dirty;                   /* written since the last flush */
 };
 
+/* May the image whose create UUID is uuid become images[n], the
+ * parent of images[n - 1]?  Not if the chain would be deeper than
+ * VDI_MAX_CHAIN_DEPTH, nor if images[0..n) holds it already (a
+ * cycle).  Returns 0, or -1 with one error naming images[0].
+ */
+extern int vdi_chain_check_parent (struct vdi_image *const *images, size_t n,
+                                   const struct vdi_uuid *uuid);
+
+/* Close the images and free the chain, without flushing: for chains
+ * that failed to build, and for vdi_chain_free once it has flushed.
+ */
+extern void vdi_chain_destroy (struct vdi_chain *chain);
+
 static inline uint64_t
 chain_entry (const struct vdi_chain *chain, uint64_t unit)
 {

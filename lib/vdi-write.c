@@ -253,26 +253,18 @@ write_slot (struct vdi_image *top, uint32_t b, const void *data,
   return -1;
 }
 
-/* Allocate top block b (whose entry is FREE or ZERO) with len bytes of
- * data (NULL: zeros) at byte lo and the rest from what the block shows
- * now.  Called with chain->lock held, which it drops while it copies
- * and writes the data, so that allocations run in parallel: the slot
- * is taken and counted first, other requests for block b wait on
- * chain->allocated, and the map entry is set once the data is written.
+/* Reserve a slot for top block b, whose entry is FREE or ZERO: the
+ * counter's next slot, or one a crash left unused.  Other requests
+ * for block b wait on chain->allocated until publish_slot.  Returns
+ * the slot, or -1.  Called with chain->lock held.
  */
-static int
-allocate_block (struct vdi_chain *chain, uint32_t b, uint32_t entry,
-                const void *data, uint32_t lo, uint32_t len,
-                const struct vdi_below *below)
+static int64_t
+reserve_slot (struct vdi_chain *chain, uint32_t b)
 {
   struct vdi_image *top = chain->images[0];
   struct vdi_header *h = vdi_image_header_for_update (top);
   struct allocation *allocating;
   int64_t slot = h->blocks_allocated;
-  uint64_t offset;
-  char *block = NULL;
-  size_t i;
-  int r = -1;
 
   if (h->type != VDI_TYPE_FIXED && slot >= h->blocks)
     slot = unused_slot (chain);
@@ -284,7 +276,6 @@ allocate_block (struct vdi_chain *chain, uint32_t b, uint32_t entry,
     errno = EIO;
     return -1;
   }
-  offset = vdi_header_slot_offset (h, slot);
   allocating = realloc (chain->allocating,
                         (chain->nr_allocating + 1) * sizeof *allocating);
   if (allocating == NULL) {
@@ -297,108 +288,194 @@ allocate_block (struct vdi_chain *chain, uint32_t b, uint32_t entry,
   chain->allocating[chain->nr_allocating].block = b;
   chain->allocating[chain->nr_allocating].slot = slot;
   chain->nr_allocating++;
+  return slot;
+}
 
-  pthread_mutex_unlock (&chain->lock);
+/* Fill the reserved slot of top block b (whose entry was entry) with
+ * len bytes of data (NULL: zeros) at byte lo and the rest from what
+ * the block shows now.  Runs without chain->lock, so that allocations
+ * run in parallel.
+ */
+static int
+fill_slot (struct vdi_chain *chain, uint32_t b, uint32_t entry,
+           uint32_t slot, const void *data, uint32_t lo, uint32_t len,
+           const struct vdi_below *below)
+{
+  struct vdi_image *top = chain->images[0];
+  const struct vdi_header *h = vdi_image_header (top);
+  const uint64_t offset = vdi_header_slot_offset (h, slot);
+  CLEANUP_FREE char *block = NULL;
+
   /* A whole block comes straight from the caller (whole blocks of
    * zeros never get here: they become ZERO entries).
    */
   if (lo == 0 && len == h->block_size)
-    r = write_slot (top, b, data, offset);
-  else if ((block = malloc (h->block_size)) == NULL)
+    return write_slot (top, b, data, offset);
+
+  block = malloc (h->block_size);
+  if (block == NULL) {
     vdi_error ("malloc: %m");
-  else if (read_block (chain, b, entry, block, below) == 0) {
-    if (data)
-      memcpy (block + lo, data, len);
-    else
-      memset (block + lo, 0, len);
-    r = write_slot (top, b, block, offset);
+    return -1;
   }
-  free (block);
-  pthread_mutex_lock (&chain->lock);
+  if (read_block (chain, b, entry, block, below) == -1)
+    return -1;
+  if (data)
+    memcpy (block + lo, data, len);
+  else
+    memset (block + lo, 0, len);
+  return write_slot (top, b, block, offset);
+}
+
+/* End the allocation of top block b: point its map entry at the slot
+ * if filled, and wake the requests waiting for the block.  A slot that
+ * was not filled stays counted but unused: a leak, never a map entry
+ * pointing at garbage.  Called with chain->lock held.
+ */
+static void
+publish_slot (struct vdi_chain *chain, uint32_t b, uint32_t slot, bool filled)
+{
+  size_t i;
 
   for (i = 0; i < chain->nr_allocating; ++i)
     if (chain->allocating[i].block == b) {
       chain->allocating[i] = chain->allocating[--chain->nr_allocating];
       break;
     }
-  /* On failure the slot stays counted but unused: a leak, never a
-   * map entry pointing at garbage.
-   */
-  if (r == 0)
+  if (filled)
     set_map_entry (chain, b, slot);
   pthread_cond_broadcast (&chain->allocated);
-  return r;
 }
 
-/* Write len bytes of data (NULL: zeros) at byte lo of top block b. */
+/* What a write to an unallocated top block takes, decided under
+ * chain->lock.
+ */
+enum placement {
+  PLACED,                       /* nothing more: zeros needing no data */
+  PLACE_IN_BLOCK,               /* another request allocated it meanwhile */
+  PLACE_IN_NEW_SLOT,            /* a slot was reserved for it */
+};
+
+/* Decide how to write len bytes of data (NULL: zeros) at byte lo of
+ * top block b, which was unallocated when the caller looked.  Waits
+ * while another request allocates the block, and looks again.  Sets
+ * *entry to the block's entry now and, for PLACE_IN_NEW_SLOT, *slot.
+ * Returns an enum placement, or -1.  Called with chain->lock held.
+ */
 static int
-write_block (struct vdi_chain *chain, uint32_t b, const void *data,
-             uint32_t lo, uint32_t len, const struct vdi_below *below)
+place_write (struct vdi_chain *chain, uint32_t b, const void *data,
+             uint32_t lo, uint32_t len, const struct vdi_below *below,
+             uint32_t *entry, uint32_t *slot)
 {
   struct vdi_image *top = chain->images[0];
   const struct vdi_header *h = vdi_image_header (top);
-  uint32_t entry = vdi_image_map_entry (top, b);
+  int64_t r;
+
+  while (!VDI_BLOCK_IS_ALLOCATED (vdi_image_map_entry (top, b)) &&
+         is_allocating (chain, b))
+    pthread_cond_wait (&chain->allocated, &chain->lock);
+  *entry = vdi_image_map_entry (top, b);
+  if (VDI_BLOCK_IS_ALLOCATED (*entry))
+    return PLACE_IN_BLOCK;
+
+  /* Zeros over a whole block: no data, a ZERO entry. */
+  if (lo == 0 && len == h->block_size &&
+      (data == NULL || is_zero (data, len))) {
+    set_map_entry (chain, b, VDI_BLOCK_ZERO);
+    return PLACED;
+  }
+  /* Zeros over part of a block that reads as zeros already. */
+  if (data == NULL &&
+      (*entry == VDI_BLOCK_ZERO ||
+       units_read_zero (chain, block_unit (chain, b, lo),
+                        block_unit (chain, b, lo + len - 1), below)))
+    return PLACED;
+
+  r = reserve_slot (chain, b);
+  if (r == -1)
+    return -1;
+  *slot = r;
+  return PLACE_IN_NEW_SLOT;
+}
+
+/* Write len bytes of data (NULL: zeros) at byte lo of allocated top
+ * block b, in place in its slot.
+ */
+static int
+write_in_block (struct vdi_chain *chain, uint32_t entry, const void *data,
+                uint32_t lo, uint32_t len)
+{
+  struct vdi_image *top = chain->images[0];
+  const uint64_t offset = vdi_header_slot_offset (vdi_image_header (top),
+                                                  entry) + lo;
+  const int fd = vdi_image_fd (top);
   CLEANUP_FREE char *zeros = NULL;
 
-  if (!VDI_BLOCK_IS_ALLOCATED (entry)) {
-    ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&chain->lock);
-
-    while (!VDI_BLOCK_IS_ALLOCATED (vdi_image_map_entry (top, b)) &&
-           is_allocating (chain, b))
-      pthread_cond_wait (&chain->allocated, &chain->lock);
-    entry = vdi_image_map_entry (top, b);
-    if (!VDI_BLOCK_IS_ALLOCATED (entry)) {
-      const bool whole = lo == 0 && len == h->block_size;
-
-      /* Zeros over a whole block: no data, a ZERO entry. */
-      if (whole && (data == NULL || is_zero (data, len))) {
-        set_map_entry (chain, b, VDI_BLOCK_ZERO);
-        return 0;
-      }
-      /* Zeros over part of a block that reads as zeros already. */
-      if (data == NULL &&
-          (entry == VDI_BLOCK_ZERO ||
-           units_read_zero (chain, block_unit (chain, b, lo),
-                            block_unit (chain, b, lo + len - 1), below)))
-        return 0;
-      return allocate_block (chain, b, entry, data, lo, len, below);
-    }
-  }
-
-  /* The block is allocated: change it in place. */
-  {
-    const uint64_t offset = vdi_header_slot_offset (h, entry) + lo;
-    int fd = vdi_image_fd (top);
-
-    if (data == NULL) {
-      if (fallocate (fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-                     offset, len) == 0 ||
-          fallocate (fd, FALLOC_FL_ZERO_RANGE, offset, len) == 0)
-        return 0;
-      zeros = calloc (1, len);
-      if (zeros == NULL) {
-        vdi_error ("calloc: %m");
-        return -1;
-      }
-      data = zeros;
-    }
-    if (vdi_full_pwrite (fd, data, len, offset) == -1) {
-      vdi_error ("%s: pwrite at %" PRIu64 ": %m",
-                 vdi_image_filename (top), offset);
+  if (data == NULL) {
+    if (fallocate (fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                   offset, len) == 0 ||
+        fallocate (fd, FALLOC_FL_ZERO_RANGE, offset, len) == 0)
+      return 0;
+    zeros = calloc (1, len);
+    if (zeros == NULL) {
+      vdi_error ("calloc: %m");
       return -1;
     }
+    data = zeros;
+  }
+  if (vdi_full_pwrite (fd, data, len, offset) == -1) {
+    vdi_error ("%s: pwrite at %" PRIu64 ": %m",
+               vdi_image_filename (top), offset);
+    return -1;
   }
   return 0;
 }
 
-/* Split [offset, offset + count) at the top image's block edges and
- * call write_block on each piece.
+/* Write len bytes of data (NULL: zeros) at byte lo of top block b.
+ * An allocated block is written in place without the lock; an
+ * unallocated one is placed under the lock, and a new slot filled
+ * without it, then published under it again.
  */
 static int
-write_range (struct vdi_chain *chain, const char *data, uint32_t count,
-             uint64_t offset, unsigned flags, const struct vdi_below *below)
+write_block (struct vdi_chain *chain, uint32_t b, const void *data,
+             uint32_t lo, uint32_t len, const struct vdi_below *below)
+{
+  uint32_t entry = vdi_image_map_entry (chain->images[0], b);
+  uint32_t slot = 0;
+  int placement, r;
+
+  if (VDI_BLOCK_IS_ALLOCATED (entry))
+    return write_in_block (chain, entry, data, lo, len);
+
+  pthread_mutex_lock (&chain->lock);
+  placement = place_write (chain, b, data, lo, len, below, &entry, &slot);
+  pthread_mutex_unlock (&chain->lock);
+
+  switch (placement) {
+  case PLACED:
+    return 0;
+  case PLACE_IN_BLOCK:
+    return write_in_block (chain, entry, data, lo, len);
+  case PLACE_IN_NEW_SLOT:
+    r = fill_slot (chain, b, entry, slot, data, lo, len, below);
+    pthread_mutex_lock (&chain->lock);
+    publish_slot (chain, b, slot, r == 0);
+    pthread_mutex_unlock (&chain->lock);
+    return r;
+  default:
+    return -1;
+  }
+}
+
+/* Split [offset, offset + count) at the top image's block edges and
+ * write each piece.
+ */
+int
+vdi_chain_pwrite (struct vdi_chain *chain, const void *buf,
+                  uint32_t count, uint64_t offset, unsigned flags,
+                  const struct vdi_below *below)
 {
   const uint32_t block_size = vdi_image_header (chain->images[0])->block_size;
+  const char *data = buf;
 
   if (begin_change (chain) == -1)
     return -1;
@@ -419,14 +496,6 @@ write_range (struct vdi_chain *chain, const char *data, uint32_t count,
   if (flags & VDI_WRITE_FUA)
     return vdi_chain_flush (chain);
   return 0;
-}
-
-int
-vdi_chain_pwrite (struct vdi_chain *chain, const void *buf,
-                  uint32_t count, uint64_t offset, unsigned flags,
-                  const struct vdi_below *below)
-{
-  return write_range (chain, buf, count, offset, flags, below);
 }
 
 /* Would zeroing [offset, offset + count) need data written (a partial
@@ -463,7 +532,7 @@ vdi_chain_zero (struct vdi_chain *chain, uint32_t count, uint64_t offset,
     errno = ENOTSUP;
     return -1;
   }
-  return write_range (chain, NULL, count, offset, flags, below);
+  return vdi_chain_pwrite (chain, NULL, count, offset, flags, below);
 }
 
 /* Copy the changed map pages and write the header, which counts every
@@ -521,4 +590,18 @@ vdi_chain_flush (struct vdi_chain *chain)
   }
   vdi_map_update_free (&update);
   return r;
+}
+
+/* Closing is the write engine's: changes not flushed yet reach the
+ * file first.  Not only when chain->dirty: a flush that ran while an
+ * allocation was in flight cleared it, and that block's map entry is
+ * still pending.
+ */
+void
+vdi_chain_free (struct vdi_chain *chain)
+{
+  if (chain == NULL)
+    return;
+  vdi_chain_flush (chain);
+  vdi_chain_destroy (chain);
 }
