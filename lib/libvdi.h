@@ -51,6 +51,9 @@ extern bool vdi_uuid_is_null (const struct vdi_uuid *uuid)
   __attribute__ ((__nonnull__ (1)));
 extern bool vdi_uuid_equal (const struct vdi_uuid *a, const struct vdi_uuid *b)
   __attribute__ ((__nonnull__ (1, 2)));
+/* A random (version 4) UUID. */
+extern int vdi_uuid_generate (struct vdi_uuid *uuid)
+  __attribute__ ((__nonnull__ (1)));
 
 /* A header in host byte order, whichever layout it came from.  Field
  * names follow VirtualBox (cbDisk = disk_size, offBlocks =
@@ -103,6 +106,14 @@ extern int vdi_header_validate (const char *filename,
  */
 extern void vdi_header_encode (const struct vdi_header *h, void *buf)
   __attribute__ ((__nonnull__ (1, 2)));
+
+/* A header for a new image in VirtualBox's layout: version 1.1 with
+ * the 400-byte header, map and data aligned to 1 MiB.  The caller
+ * sets the UUIDs.
+ */
+extern void vdi_header_init_dynamic (struct vdi_header *h, uint32_t type,
+                                     uint64_t disk_size, uint32_t block_size)
+  __attribute__ ((__nonnull__ (1)));
 
 /* The size the guest sees: cbDisk rounded down to a sector, as
  * VirtualBox does (QEMU rounds up).
@@ -166,14 +177,6 @@ extern uint32_t vdi_image_map_entry (const struct vdi_image *img, uint32_t i)
 /* VirtualBox's limit on the depth of a media registry tree. */
 #define VDI_MAX_CHAIN_DEPTH 300
 
-/* A header for a new image in VirtualBox's layout: version 1.1 with
- * the 400-byte header, map and data aligned to 1 MiB.  The caller
- * sets the UUIDs.
- */
-extern void vdi_header_init_dynamic (struct vdi_header *h, uint32_t type,
-                                     uint64_t disk_size, uint32_t block_size)
-  __attribute__ ((__nonnull__ (1)));
-
 /* Create an empty image with this header (every block FREE).  The
  * file appears under its name only once complete.  Fails if the
  * header does not validate.
@@ -188,10 +191,6 @@ extern int vdi_image_create (const char *filename, const struct vdi_header *h)
  */
 extern int vdi_image_reset (struct vdi_image *img,
                             const struct vdi_uuid *parent_modify)
-  __attribute__ ((__nonnull__ (1)));
-
-/* A random (version 4) UUID. */
-extern int vdi_uuid_generate (struct vdi_uuid *uuid)
   __attribute__ ((__nonnull__ (1)));
 
 /* A chain of images as the guest sees it: images[0] is the top

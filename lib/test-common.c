@@ -19,6 +19,7 @@
 #include <CUnit/Basic.h>
 
 #include "libvdi.h"
+#include "vdi-io.h"
 #include "test-common.h"
 
 /* Log capture. */
@@ -173,33 +174,13 @@ tmp_create (char **path_ret)
   return fd;
 }
 
-static int
-full_pwrite (int fd, const void *buf, size_t len, uint64_t offset)
-{
-  const char *p = buf;
-
-  while (len > 0) {
-    ssize_t r = pwrite (fd, p, len, offset);
-
-    if (r == -1) {
-      if (errno == EINTR)
-        continue;
-      return -1;
-    }
-    p += r;
-    len -= r;
-    offset += r;
-  }
-  return 0;
-}
-
 char *
 test_tmp_write (const void *buf, size_t len)
 {
   char *path;
   int fd = tmp_create (&path);
 
-  if (full_pwrite (fd, buf, len, 0) == -1) {
+  if (vdi_full_pwrite (fd, buf, len, 0) == -1) {
     fprintf (stderr, "pwrite: %s: %m\n", path);
     exit (EXIT_FAILURE);
   }
@@ -252,7 +233,7 @@ test_write_image (const struct vdi_header *h, const uint32_t *map,
   vdi_header_encode (h, hbuf);
   hlen = 72 + (h->header_size >= VDI_HEADER_1_1_PLUS_SIZE
                ? VDI_HEADER_1_1_PLUS_SIZE : VDI_HEADER_1_1_SIZE);
-  if (full_pwrite (fd, hbuf, hlen, 0) == -1)
+  if (vdi_full_pwrite (fd, hbuf, hlen, 0) == -1)
     goto err;
 
   le_map = malloc (4 * (size_t) h->blocks + 1);
@@ -260,7 +241,7 @@ test_write_image (const struct vdi_header *h, const uint32_t *map,
     goto err;
   for (i = 0; i < h->blocks; ++i)
     test_put_le32 (le_map, 4 * (size_t) i, map[i]);
-  if (full_pwrite (fd, le_map, 4 * (size_t) h->blocks, h->blocks_offset) == -1)
+  if (vdi_full_pwrite (fd, le_map, 4 * (size_t) h->blocks, h->blocks_offset) == -1)
     goto err;
 
   slot = malloc (slot_size);
@@ -273,7 +254,7 @@ test_write_image (const struct vdi_header *h, const uint32_t *map,
               slot_data + (uint64_t) i * h->block_size, h->block_size);
     else
       memset (slot + h->block_extra, (uint8_t) (i + 1), h->block_size);
-    if (full_pwrite (fd, slot, slot_size, h->data_offset + i * slot_size) == -1)
+    if (vdi_full_pwrite (fd, slot, slot_size, h->data_offset + i * slot_size) == -1)
       goto err;
   }
 

@@ -368,3 +368,24 @@ vdi_type_name (uint32_t type)
   default:              return "unknown";
   }
 }
+
+void
+vdi_header_init_dynamic (struct vdi_header *h, uint32_t type,
+                         uint64_t disk_size, uint32_t block_size)
+{
+  uint64_t blocks_end;
+
+  memset (h, 0, sizeof *h);
+  strcpy (h->file_info, VDI_FILE_INFO);
+  h->version = VDI_VERSION_1_1;
+  h->header_size = VDI_HEADER_1_1_PLUS_SIZE;
+  h->type = type;
+  h->legacy_geometry.sector_size = VDI_SECTOR_SIZE;
+  h->lchs_geometry.sector_size = VDI_SECTOR_SIZE;
+  h->disk_size = disk_size;
+  h->block_size = block_size;
+  h->blocks = DIV_ROUND_UP (disk_size, (uint64_t) block_size);
+  h->blocks_offset = VDI_DATA_ALIGN;
+  blocks_end = h->blocks_offset + 4 * (uint64_t) h->blocks;
+  h->data_offset = ROUND_UP (blocks_end, (uint64_t) VDI_DATA_ALIGN);
+}

@@ -20,7 +20,6 @@
 #include <unistd.h>
 #include <endian.h>
 #include <sys/stat.h>
-#include <sys/random.h>
 
 #include "bits.h"
 #include "cleanup.h"
@@ -28,6 +27,7 @@
 #include "rounding.h"
 
 #include "vdi-internal.h"
+#include "vdi-io.h"
 
 /* The chain's lookup table keeps file offsets in 54 bits. */
 #define VDI_MAX_FILE_SIZE (UINT64_C (1) << 54)
@@ -51,30 +51,6 @@ static size_t
 map_pages (const struct vdi_header *h)
 {
   return DIV_ROUND_UP ((size_t) h->blocks, ENTRIES_PER_PAGE);
-}
-
-int
-vdi_full_pread (int fd, void *buf, size_t count, uint64_t offset)
-{
-  char *p = buf;
-
-  while (count > 0) {
-    ssize_t r = pread (fd, p, count, offset);
-
-    if (r == -1) {
-      if (errno == EINTR)
-        continue;
-      return -1;
-    }
-    if (r == 0) {
-      errno = EIO;
-      return -1;
-    }
-    p += r;
-    count -= r;
-    offset += r;
-  }
-  return 0;
 }
 
 /* Load the block map and check every entry: it must name a slot of
@@ -347,26 +323,6 @@ vdi_image_set_map_entry (struct vdi_image *img, uint32_t block,
 }
 
 int
-vdi_full_pwrite (int fd, const void *buf, size_t count, uint64_t offset)
-{
-  const char *p = buf;
-
-  while (count > 0) {
-    ssize_t r = pwrite (fd, p, count, offset);
-
-    if (r == -1) {
-      if (errno == EINTR)
-        continue;
-      return -1;
-    }
-    p += r;
-    count -= r;
-    offset += r;
-  }
-  return 0;
-}
-
-int
 vdi_image_extend (struct vdi_image *img, uint64_t size)
 {
   struct stat st;
@@ -498,20 +454,6 @@ vdi_image_sync (struct vdi_image *img)
   return 0;
 }
 
-int
-vdi_uuid_generate (struct vdi_uuid *uuid)
-{
-  if (getrandom (uuid->bytes, sizeof uuid->bytes, 0) !=
-      (ssize_t) sizeof uuid->bytes) {
-    vdi_error ("getrandom: %m");
-    return -1;
-  }
-  /* RFC 4122 version 4, variant 1, as RTUuidCreate makes them. */
-  uuid->bytes[6] = (uuid->bytes[6] & 0x0f) | 0x40;
-  uuid->bytes[8] = (uuid->bytes[8] & 0x3f) | 0x80;
-  return 0;
-}
-
 /* Write an empty map: every entry FREE. */
 static int
 write_empty_map (int fd, const char *filename, const struct vdi_header *h)
@@ -540,27 +482,6 @@ truncate_data (int fd, const char *filename, const struct vdi_header *h)
     return -1;
   }
   return 0;
-}
-
-void
-vdi_header_init_dynamic (struct vdi_header *h, uint32_t type,
-                         uint64_t disk_size, uint32_t block_size)
-{
-  uint64_t blocks_end;
-
-  memset (h, 0, sizeof *h);
-  strcpy (h->file_info, VDI_FILE_INFO);
-  h->version = VDI_VERSION_1_1;
-  h->header_size = VDI_HEADER_1_1_PLUS_SIZE;
-  h->type = type;
-  h->legacy_geometry.sector_size = VDI_SECTOR_SIZE;
-  h->lchs_geometry.sector_size = VDI_SECTOR_SIZE;
-  h->disk_size = disk_size;
-  h->block_size = block_size;
-  h->blocks = DIV_ROUND_UP (disk_size, (uint64_t) block_size);
-  h->blocks_offset = VDI_DATA_ALIGN;
-  blocks_end = h->blocks_offset + 4 * (uint64_t) h->blocks;
-  h->data_offset = ROUND_UP (blocks_end, (uint64_t) VDI_DATA_ALIGN);
 }
 
 int

@@ -11,6 +11,7 @@
 #include <pthread.h>
 
 #include "libvdi.h"
+#include "vdi-io.h"
 
 /* The chain's lookup table (see vdi-chain.c). */
 #define ENTRY_IMAGE_SHIFT 54
@@ -73,13 +74,6 @@ extern void vdi_debug (const char *fs, ...)
  * previous setting.
  */
 extern bool vdi_quiet (bool on);
-
-/* pread/pwrite the whole range, or fail with errno set (EIO for a
- * short read past the end of the file).
- */
-extern int vdi_full_pread (int fd, void *buf, size_t count, uint64_t offset);
-extern int vdi_full_pwrite (int fd, const void *buf, size_t count,
-                            uint64_t offset);
 
 /* For the write engine: the image's own header and map, which it
  * changes, and the writes that persist them.

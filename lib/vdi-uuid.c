@@ -14,8 +14,9 @@
 #include <stdio.h>
 #include <string.h>
 #include <ctype.h>
+#include <sys/random.h>
 
-#include "libvdi.h"
+#include "vdi-internal.h"
 
 /* Which disk byte holds text byte i; the map is its own inverse. */
 static const unsigned guid_order[16] = {
@@ -109,4 +110,18 @@ bool
 vdi_uuid_equal (const struct vdi_uuid *a, const struct vdi_uuid *b)
 {
   return memcmp (a->bytes, b->bytes, sizeof a->bytes) == 0;
+}
+
+int
+vdi_uuid_generate (struct vdi_uuid *uuid)
+{
+  if (getrandom (uuid->bytes, sizeof uuid->bytes, 0) !=
+      (ssize_t) sizeof uuid->bytes) {
+    vdi_error ("getrandom: %m");
+    return -1;
+  }
+  /* RFC 4122 version 4, variant 1, as RTUuidCreate makes them. */
+  uuid->bytes[6] = (uuid->bytes[6] & 0x0f) | 0x40;
+  uuid->bytes[8] = (uuid->bytes[8] & 0x3f) | 0x80;
+  return 0;
 }
