@@ -212,56 +212,71 @@ create_image (const char *path, uint64_t size, bool known_parent,
   return vdi_image_create (path, &h);
 }
 
-/* Open (creating it if missing) the layer in path over next; opened
- * is the image if the caller has opened it already, or NULL.
+/* Is img fit to be the layer over next: a differencing image of the
+ * disk below (when known) and of its size?
  */
-static struct layer *
-layer_open (nbdkit_next *next, const char *path, struct vdi_image *opened)
+static int
+check_layer_image (const struct vdi_image *img, const char *path,
+                   bool known_parent, const struct vdi_uuid *linkage,
+                   int64_t size)
 {
-  struct vdi_uuid linkage, parent_modify;
-  bool known_parent = expected_parent (next, &linkage, &parent_modify);
-  int64_t size = next->get_size (next);
-  struct layer *layer;
-  struct vdi_image *img;
-  const struct vdi_header *h;
+  const struct vdi_header *h = vdi_image_header (img);
   char a[VDI_UUID_STRLEN], b[VDI_UUID_STRLEN];
-  bool created = false;
 
-  img = opened;
-  if (size == -1)
-    goto err;
-  if (img == NULL && access (path, F_OK) == -1) {
-    if (create_image (path, size, known_parent, &linkage, &parent_modify)
-        == -1)
-      return NULL;
-    created = true;
-  }
-
-  if (img == NULL)
-    img = vdi_image_open (path, VDI_OPEN_WRITE);
-  if (img == NULL)
-    return NULL;
-  h = vdi_image_header (img);
   if (h->type != VDI_TYPE_DIFF) {
     nbdkit_error ("%s: is a %s image, not a differencing image",
                   path, vdi_type_name (h->type));
-    goto err;
+    return -1;
   }
-  if (known_parent && !vdi_uuid_equal (&h->uuid_linkage, &linkage)) {
+  if (known_parent && !vdi_uuid_equal (&h->uuid_linkage, linkage)) {
     nbdkit_error ("%s: differencing image of parent %s, but the disk "
                   "below is %s", path, vdi_uuid_format (&h->uuid_linkage, a),
-                  vdi_uuid_format (&linkage, b));
-    goto err;
+                  vdi_uuid_format (linkage, b));
+    return -1;
   }
   if (vdi_header_virtual_size (h) != (uint64_t) size) {
     nbdkit_error ("%s: its size %" PRIu64 " differs from the size %"
                   PRIi64 " of the disk below",
                   path, vdi_header_virtual_size (h), size);
-    goto err;
+    return -1;
   }
+  return 0;
+}
+
+/* Open (creating it if missing) the layer in path over next.  img is
+ * the image if the caller has opened it already, or NULL; either way
+ * it is the layer's, or closed on error.
+ */
+static struct layer *
+layer_open (nbdkit_next *next, const char *path, struct vdi_image *img)
+{
+  struct vdi_uuid linkage, parent_modify;
+  bool known_parent = expected_parent (next, &linkage, &parent_modify);
+  int64_t size = next->get_size (next);
+  struct layer *layer = NULL;
+  const struct vdi_header *h;
+  char a[VDI_UUID_STRLEN], b[VDI_UUID_STRLEN];
+  bool created = false;
+
+  if (size == -1)
+    goto err;
+  if (img == NULL) {
+    if (access (path, F_OK) == -1) {
+      if (create_image (path, size, known_parent, &linkage, &parent_modify)
+          == -1)
+        goto err;
+      created = true;
+    }
+    img = vdi_image_open (path, VDI_OPEN_WRITE);
+    if (img == NULL)
+      goto err;
+  }
+  if (check_layer_image (img, path, known_parent, &linkage, size) == -1)
+    goto err;
   if (autoreset && !created &&
       vdi_image_reset (img, known_parent ? &parent_modify : NULL) == -1)
     goto err;
+  h = vdi_image_header (img);
   if (vdidiff_debug_verbose)
     nbdkit_debug ("%s: %s differencing image %s over parent %s", path,
                   created ? "created" : autoreset ? "reset" : "opened",
@@ -276,18 +291,16 @@ layer_open (nbdkit_next *next, const char *path, struct vdi_image *opened)
   layer->path = strdup (path);
   if (layer->path == NULL) {
     nbdkit_error ("strdup: %m");
-    free (layer);
     goto err;
   }
   layer->chain = vdi_layer_new (img);
-  if (layer->chain == NULL) {
-    free (layer->path);
-    free (layer);
-    return NULL;
-  }
+  img = NULL;                   /* the chain's now, also on error */
+  if (layer->chain == NULL)
+    goto err;
   return layer;
 
  err:
+  layer_free (layer);
   vdi_image_close (img);
   return NULL;
 }
