@@ -162,7 +162,9 @@ vdidiff_config_complete (nbdkit_next_config_complete *next,
   "vdidiff-dir=<DIR>           One differencing image per export: DIR/NAME.vdi.\n" \
   "vdidiff-autoreset=true      Empty the differencing image at every start.\n" \
   "vdidiff-block-size=<SIZE>   Block size of new images (default 1M).\n" \
-  "vdidiff-parent-uuid=<UUID>  Parent UUID of new images over a plugin other than vdi."
+  "vdidiff-parent-uuid=<UUID>  Parent UUID of new images over a plugin other than vdi.\n" \
+  "Debug flag (with -v):\n" \
+  "-D vdidiff.verbose=1        Say how each layer was opened, created or reset."
 
 /* What the differencing image must link to: the top image of the vdi
  * plugin below (read back from its export description), else

@@ -189,7 +189,10 @@ vdi_config_complete (void)
   "disk=<N>              With registry=: the machine's Nth hard disk (from 0).\n" \
   "snapshot=<NAME|UUID>  With registry=: the disk as it was at this snapshot.\n" \
   "parent-dir=<DIR>      Also look for parents in DIR (repeatable).\n" \
-  "readonly=true         Do not open the image for writing."
+  "readonly=true         Do not open the image for writing.\n" \
+  "Debug flags (with -v):\n" \
+  "-D vdi.chain=1        The chain found, top to base, with UUIDs and files.\n" \
+  "-D vdi.header=1       The header and block map summary of every image."
 
 static void
 vdi_dump_plugin (void)
