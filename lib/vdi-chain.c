@@ -172,13 +172,44 @@ check_links (struct vdi_image **images, size_t n, bool over_below)
   return 0;
 }
 
+/* Size the lookup table by the smallest block size of the chain and
+ * resolve every unit, top image first.
+ */
+static int
+resolve_table (struct vdi_chain *chain)
+{
+  uint32_t unit = UINT32_MAX;
+  size_t i;
+  uint64_t u;
+
+  for (i = 0; i < chain->depth; ++i)
+    unit = MIN (unit, vdi_image_header (chain->images[i])->block_size);
+  chain->unit_bits = log_2_bits (unit);
+  chain->size = chain->sizes[0];
+  chain->units = DIV_ROUND_UP (chain->size, (uint64_t) unit);
+
+  chain->table = malloc (MAX (chain->units, UINT64_C (1)) * sizeof *chain->table);
+  if (chain->table == NULL) {
+    vdi_error ("%s: cannot allocate the lookup table (%" PRIu64
+               " entries): %m", vdi_image_filename (chain->images[0]),
+               chain->units);
+    return -1;
+  }
+  for (u = 0; u < chain->units; ++u)
+    chain->table[u] = ENTRY_UNRESOLVED;
+  for (i = 0; i < chain->depth; ++i)
+    resolve_layer (chain, i);
+  for (u = 0; u < chain->units; ++u)
+    if (chain->table[u] == ENTRY_UNRESOLVED)
+      chain->table[u] = ENTRY_BELOW;
+  return 0;
+}
+
 static struct vdi_chain *
 chain_build (struct vdi_image **images, size_t n, bool over_below)
 {
   struct vdi_chain *chain;
-  uint32_t unit = UINT32_MAX;
   size_t i;
-  uint64_t u;
 
   chain = calloc (1, sizeof *chain);
   if (chain == NULL) {
@@ -221,26 +252,9 @@ chain_build (struct vdi_image **images, size_t n, bool over_below)
                  vdi_image_filename (images[i]));
       goto err;
     }
-    unit = MIN (unit, vdi_image_header (images[i])->block_size);
   }
-  chain->unit_bits = log_2_bits (unit);
-  chain->size = vdi_header_virtual_size (vdi_image_header (images[0]));
-  chain->units = DIV_ROUND_UP (chain->size, (uint64_t) unit);
-
-  chain->table = malloc (MAX (chain->units, UINT64_C (1)) * sizeof *chain->table);
-  if (chain->table == NULL) {
-    vdi_error ("%s: cannot allocate the lookup table (%" PRIu64
-               " entries): %m", vdi_image_filename (images[0]), chain->units);
+  if (resolve_table (chain) == -1)
     goto err;
-  }
-  for (u = 0; u < chain->units; ++u)
-    chain->table[u] = ENTRY_UNRESOLVED;
-  for (i = 0; i < n; ++i)
-    resolve_layer (chain, i);
-  for (u = 0; u < chain->units; ++u)
-    if (chain->table[u] == ENTRY_UNRESOLVED)
-      chain->table[u] = ENTRY_BELOW;
-
   return chain;
 
  err:
