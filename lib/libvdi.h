@@ -327,4 +327,32 @@ extern int vdi_chain_flush (struct vdi_chain *chain)
 extern int vdi_image_check (const struct vdi_image *img)
   __attribute__ ((__nonnull__ (1)));
 
+/* Merging a differencing image with its parent, as VirtualBox does
+ * when it deletes a snapshot (vdi-merge.c).
+ */
+enum vdi_merge_direction {
+  VDI_MERGE_INTO_PARENT,        /* the image's blocks go into its parent,
+                                 * then the image is removed */
+  VDI_MERGE_INTO_CHILD,         /* the parent's blocks go into the image,
+                                 * which takes the parent's place; the
+                                 * parent is removed */
+};
+typedef void (*vdi_progress_function) (void *opaque,
+                                       uint64_t done, uint64_t total);
+struct vdi_merge {
+  enum vdi_merge_direction direction;
+  /* Where the parents and children of the images are found. */
+  const struct vdi_parent_search *search;
+  vdi_progress_function progress; /* or NULL */
+  void *opaque;
+};
+
+/* Merge the differencing image filename with its parent.  Returns 0,
+ * or -1 after one error naming the file and the problem; nothing is
+ * written when a precondition fails.  A merge that was interrupted
+ * (killed, power lost) is finished by running it again.
+ */
+extern int vdi_merge (const char *filename, const struct vdi_merge *merge)
+  __attribute__ ((__nonnull__ (1, 2)));
+
 #endif /* LIBVDI_H */

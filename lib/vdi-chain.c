@@ -293,6 +293,17 @@ vdi_chain_destroy (struct vdi_chain *chain)
   free (chain);
 }
 
+struct vdi_image **
+vdi_chain_release (struct vdi_chain *chain, size_t *n)
+{
+  struct vdi_image **images = chain->images;
+
+  *n = chain->depth;
+  chain->images = NULL;
+  vdi_chain_destroy (chain);
+  return images;
+}
+
 uint64_t
 vdi_chain_size (const struct vdi_chain *chain)
 {

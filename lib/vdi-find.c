@@ -37,6 +37,7 @@
 /* A VDI file seen while scanning folders. */
 struct candidate {
   struct vdi_uuid uuid;
+  struct vdi_uuid linkage;      /* its parent's UUID, null for a base */
   char *path;                   /* in a folder that went through realpath */
   dev_t dev;                    /* the file itself: a symlink or hard link */
   ino_t ino;                    /* to a file already seen is the same file */
@@ -77,7 +78,8 @@ has_vdi_suffix (const char *name)
 }
 
 static int
-add_candidate (struct finder *f, const struct vdi_uuid *uuid, char *path,
+add_candidate (struct finder *f, const struct vdi_uuid *uuid,
+               const struct vdi_uuid *linkage, char *path,
                const struct stat *st, bool broken)
 {
   struct candidate *c;
@@ -89,12 +91,20 @@ add_candidate (struct finder *f, const struct vdi_uuid *uuid, char *path,
   }
   f->candidates = c;
   c[f->nr_candidates].uuid = *uuid;
+  c[f->nr_candidates].linkage = *linkage;
   c[f->nr_candidates].path = path;
   c[f->nr_candidates].dev = st->st_dev;
   c[f->nr_candidates].ino = st->st_ino;
   c[f->nr_candidates].broken = broken;
   f->nr_candidates++;
   return 0;
+}
+
+static bool
+is_differencing (const struct vdi_header *h)
+{
+  return !vdi_uuid_is_null (&h->uuid_linkage) &&
+    (h->type == VDI_TYPE_DIFF || h->type == VDI_TYPE_UNDO);
 }
 
 /* The create UUID of a file that vdi_image_open refused, if its
@@ -161,6 +171,7 @@ scan_folder (struct finder *f, const char *dir)
     char *path;
     struct stat st;
     struct vdi_image *img;
+    const struct vdi_uuid none = { { 0 } };
     bool was_quiet;
 
     if (!has_vdi_suffix (ent->d_name))
@@ -181,7 +192,7 @@ scan_folder (struct finder *f, const char *dir)
       struct vdi_uuid uuid;
 
       if (decode_broken (path, &uuid)) {
-        if (add_candidate (f, &uuid, path, &st, true) == -1) {
+        if (add_candidate (f, &uuid, &none, path, &st, true) == -1) {
           free (path);
           closedir (d);
           return -1;
@@ -191,8 +202,10 @@ scan_folder (struct finder *f, const char *dir)
         free (path);
       continue;
     }
-    if (add_candidate (f, &vdi_image_header (img)->uuid_create, path,
-                       &st, false) == -1) {
+    if (add_candidate (f, &vdi_image_header (img)->uuid_create,
+                       is_differencing (vdi_image_header (img))
+                       ? &vdi_image_header (img)->uuid_linkage : &none,
+                       path, &st, false) == -1) {
       vdi_image_close (img);
       free (path);
       closedir (d);
@@ -445,13 +458,6 @@ check_fixed_base (struct finder *f, const struct vdi_image *img)
   return 0;
 }
 
-static bool
-is_differencing (const struct vdi_header *h)
-{
-  return !vdi_uuid_is_null (&h->uuid_linkage) &&
-    (h->type == VDI_TYPE_DIFF || h->type == VDI_TYPE_UNDO);
-}
-
 struct vdi_chain *
 vdi_chain_open (const char *filename, unsigned top_flags,
                 const struct vdi_parent_search *search)
@@ -507,4 +513,117 @@ vdi_chain_open (const char *filename, unsigned top_flags,
   for (i = 0; i < n; ++i)
     vdi_image_close (images[i]);
   return NULL;
+}
+
+/* Scan the folders where the children of parent may be: its own, the
+ * folders just inside it (a machine's Snapshots folder), the user's.
+ * These are the folders in which vdi_chain_open, starting from a
+ * child, would look for parent.
+ */
+static int
+scan_for_children (struct finder *f, const struct vdi_image *parent)
+{
+  CLEANUP_FREE char *copy = strdup (vdi_image_filename (parent));
+  const char *dir;
+  DIR *d;
+  struct dirent *ent;
+  size_t i;
+
+  if (copy == NULL) {
+    vdi_error ("strdup: %m");
+    return -1;
+  }
+  dir = dirname (copy);
+  if (scan_folder (f, dir) == -1)
+    return -1;
+  d = opendir (dir);
+  if (d) {
+    while ((ent = readdir (d)) != NULL) {
+      CLEANUP_FREE char *sub = NULL;
+      struct stat st;
+
+      if (strcmp (ent->d_name, ".") == 0 || strcmp (ent->d_name, "..") == 0)
+        continue;
+      if (asprintf (&sub, "%s/%s", dir, ent->d_name) == -1) {
+        vdi_error ("asprintf: %m");
+        closedir (d);
+        return -1;
+      }
+      if (stat (sub, &st) == 0 && S_ISDIR (st.st_mode) &&
+          scan_folder (f, sub) == -1) {
+        closedir (d);
+        return -1;
+      }
+    }
+    closedir (d);
+  }
+  for (i = 0; i < f->search->nr_dirs; ++i)
+    if (scan_folder (f, f->search->dirs[i]) == -1)
+      return -1;
+  return 0;
+}
+
+int
+vdi_find_children (const struct vdi_image *parent,
+                   const struct vdi_parent_search *search,
+                   char ***paths, size_t *n)
+{
+  struct finder f = { .search = search };
+  const struct vdi_uuid *uuid = &vdi_image_header (parent)->uuid_create;
+  struct stat self;
+  size_t i, j;
+  char **list;
+
+  *paths = NULL;
+  *n = 0;
+  if (search->registry) {
+    vdi_error ("%s: finding children in a media registry is not "
+               "supported", vdi_image_filename (parent));
+    return -1;
+  }
+  if (fstat (vdi_image_fd (parent), &self) == -1) {
+    vdi_error ("%s: fstat: %m", vdi_image_filename (parent));
+    return -1;
+  }
+  if (scan_for_children (&f, parent) == -1)
+    goto err;
+
+  for (i = 0; i < f.nr_candidates; ++i) {
+    const struct candidate *c = &f.candidates[i];
+
+    if (c->broken || !vdi_uuid_equal (&c->linkage, uuid) ||
+        (c->dev == self.st_dev && c->ino == self.st_ino))
+      continue;
+    /* The same file seen twice (a link) is one child. */
+    for (j = 0; j < i; ++j)
+      if (!f.candidates[j].broken &&
+          vdi_uuid_equal (&f.candidates[j].linkage, uuid) &&
+          f.candidates[j].dev == c->dev && f.candidates[j].ino == c->ino)
+        break;
+    if (j < i)
+      continue;
+    list = realloc (*paths, (*n + 1) * sizeof *list);
+    if (list == NULL) {
+      vdi_error ("realloc: %m");
+      goto err;
+    }
+    *paths = list;
+    (*paths)[*n] = strdup (c->path);
+    if ((*paths)[*n] == NULL) {
+      vdi_error ("strdup: %m");
+      goto err;
+    }
+    ++*n;
+  }
+  finder_free (&f);
+  return 0;
+
+ err:
+  finder_free (&f);
+  for (i = 0; i < *n; ++i)
+    free ((*paths)[i]);
+  free (*paths);
+  *paths = NULL;
+  *n = 0;
+  return -1;
 }

@@ -41,6 +41,10 @@ struct vdi_chain {
   pthread_cond_t allocated;     /* signalled when one is done */
   bool modified;                /* the modify UUID was renewed since open */
   bool dirty;                   /* written since the last flush */
+  /* The writes only copy into the top image what it reads already
+   * (a merge into it), so its content, and its modify UUID, stay.
+   */
+  bool keep_modify_uuid;
 };
 
 /* May the image whose create UUID is uuid become images[n], the
@@ -55,6 +59,21 @@ extern int vdi_chain_check_parent (struct vdi_image *const *images, size_t n,
  * that failed to build, and for vdi_chain_free once it has flushed.
  */
 extern void vdi_chain_destroy (struct vdi_chain *chain);
+
+/* Take the images out of a chain and free the rest of it, without
+ * flushing: the caller owns images[0..*n) and the returned array.
+ */
+extern struct vdi_image **vdi_chain_release (struct vdi_chain *chain,
+                                             size_t *n);
+
+/* The files of the differencing images whose parent is parent (their
+ * parent UUID is its create UUID), found where vdi_chain_open would
+ * find parent from them: parent's folder, the folders inside it, and
+ * search's folders.  *paths (*n of them) is the caller's to free.
+ */
+extern int vdi_find_children (const struct vdi_image *parent,
+                              const struct vdi_parent_search *search,
+                              char ***paths, size_t *n);
 
 static inline uint64_t
 chain_entry (const struct vdi_chain *chain, uint64_t unit)

@@ -119,6 +119,18 @@ update_table (struct vdi_chain *chain, uint32_t b)
   }
 }
 
+/* Give the top image a new modify UUID, in memory, unless its writes
+ * only copy in what it reads already (chain->keep_modify_uuid).
+ */
+static int
+renew_modify_uuid (struct vdi_chain *chain)
+{
+  if (chain->keep_modify_uuid)
+    return 0;
+  return vdi_uuid_generate
+    (&vdi_image_header_for_update (chain->images[0])->uuid_modify);
+}
+
 /* Before the first change after open, renew the modify UUID and put
  * it on disk, as VirtualBox does.  Called with chain->lock held.
  */
@@ -129,8 +141,7 @@ mark_modified (struct vdi_chain *chain)
 
   if (chain->modified)
     return 0;
-  if (vdi_uuid_generate (&vdi_image_header_for_update (top)->uuid_modify)
-      == -1 ||
+  if (renew_modify_uuid (chain) == -1 ||
       vdi_image_write_header (top) == -1 ||
       vdi_image_sync (top) == -1)
     return -1;
@@ -550,8 +561,7 @@ begin_flush (struct vdi_chain *chain, struct vdi_map_update *update)
     return 0;
   if (vdi_image_extend (top, vdi_header_slots_end (h, h->blocks_allocated))
       == -1 ||
-      vdi_uuid_generate (&vdi_image_header_for_update (top)->uuid_modify)
-      == -1 ||
+      renew_modify_uuid (chain) == -1 ||
       vdi_image_write_header (top) == -1) {
     vdi_image_restore_map_update (top, update);
     vdi_map_update_free (update);
