@@ -7,31 +7,7 @@
  *
  * Design notes.
  *
- * Parsing.  Settings files come from users and may be hostile, so the
- * file is read into memory by us (a regular file of at most
- * VBOX_MAX_FILE_SIZE bytes, refused before parsing) and parsed with a
- * parser context of its own:
- *
- *  - XML_PARSE_NONET, never XML_PARSE_NOENT, XML_PARSE_DTDLOAD or
- *    XML_PARSE_DTDVALID, and XML_PARSE_NO_XXE where libxml2 has it;
- *  - the internalSubset and externalSubset SAX callbacks refuse any
- *    DOCTYPE and stop the parser at once, before a single declaration
- *    is read: VirtualBox never writes one, and without a DTD there are
- *    no entities to expand (billion laughs) or to fetch (XXE);
- *  - XML_PARSE_HUGE, because libxml2's default depth limit (256
- *    elements) is below VirtualBox's 300 nested HardDisks.  HUGE
- *    lifts the entity amplification limits too, which is safe only
- *    because DTDs are refused; it also lifts the depth limit, so the
- *    startElementNs callback counts the depth itself and stops the
- *    parser past VBOX_MAX_ELEMENT_DEPTH;
- *  - libxml2's messages go to a structured error handler set on the
- *    context (and, for the few raised without a context, as the
- *    thread's handler for the duration of the call only).  The first
- *    error is kept and reported as one line through vdi_error.
- *
- * Walking.  The tree is walked by element local names; an element
- * counts if it has no namespace or one of the namespaces VirtualBox
- * has used.  HardDisk nesting (the parent/differencing relation) and
+ * Walking.  HardDisk nesting (the parent/differencing relation) and
  * snapshot nesting are bounded as VirtualBox bounds them, so the
  * recursive walkers have a fixed maximum depth.
  *
@@ -47,64 +23,19 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <stdint.h>
-#include <stdarg.h>
 #include <string.h>
 #include <strings.h>
-#include <inttypes.h>
-#include <errno.h>
-#include <fcntl.h>
 #include <unistd.h>
-#include <sys/stat.h>
 
-#include <libxml/parser.h>
-#include <libxml/parserInternals.h>
 #include <libxml/tree.h>
-#include <libxml/xmlerror.h>
-#include <libxml/SAX2.h>
 
 #include "cleanup.h"
 
-#include "vbox-registry.h"
+#include "vbox-internal.h"
 #include "vdi-internal.h"
-
-/* Settings files larger than this are refused before parsing. */
-#define VBOX_MAX_FILE_SIZE (64 * 1024 * 1024)
-
-/* Elements nested deeper than this stop the parser.  It leaves room
- * for VBOX_MAX_MEDIUM_DEPTH HardDisks and for VBOX_MAX_SNAPSHOT_DEPTH
- * snapshots (two elements each, Snapshot and Snapshots).
- */
-#define VBOX_MAX_ELEMENT_DEPTH 1024
 
 /* VirtualBox's limit on snapshot nesting (SETTINGS_SNAPSHOT_DEPTH_MAX). */
 #define VBOX_MAX_SNAPSHOT_DEPTH 250
-
-/* How much of a text (or path) taken from a file appears in a message. */
-#define VBOX_MSG_TEXT_MAX 84
-#define VBOX_MSG_PATH_MAX 400
-
-#if LIBXML_VERSION >= 21200
-#define XML_ERROR_CONST const
-#else
-#define XML_ERROR_CONST
-#endif
-
-static const int parse_options =
-  XML_PARSE_NONET | XML_PARSE_HUGE | XML_PARSE_BIG_LINES
-#if LIBXML_VERSION >= 21300
-  | XML_PARSE_NO_XXE
-#endif
-  ;
-
-/* The default namespaces of settings files: the documented one, and
- * the one every real file we have seen uses.  No namespace at all is
- * accepted too.
- */
-static const char *const vbox_namespaces[] = {
-  "http://www.virtualbox.org/",
-  "http://www.innotek.de/VirtualBox-settings",
-  NULL
-};
 
 /* HardDisk types in VirtualBox's spelling. */
 static const char *const medium_types[] = {
@@ -121,321 +52,6 @@ struct vbox_registry {
   size_t nr_files;
   struct vbox_machine *machine;
 };
-
-static inline void
-cleanup_xmlfree (void *ptr)
-{
-  xmlChar *p = * (xmlChar **) ptr;
-
-  if (p)
-    xmlFree (p);
-}
-#define CLEANUP_XMLFREE __attribute__ ((cleanup (cleanup_xmlfree)))
-
-/* Copy text from a file into buf[size] for a message, control
- * characters replaced so that every message stays on one line, and
- * cut (ending in "...") if it does not fit.
- */
-static const char *
-clean_text (const void *text, char *buf, size_t size)
-{
-  const unsigned char *s = text;
-  size_t i;
-
-  for (i = 0; s[i] && i < size - 4; ++i)
-    buf[i] = s[i] < 0x20 || s[i] == 0x7f ? '?' : s[i];
-  if (s[i])
-    strcpy (&buf[i], "...");
-  else
-    buf[i] = '\0';
-  return buf;
-}
-
-/* Reading and parsing. */
-
-struct parse_state {
-  const char *filename;
-  unsigned depth;               /* of the element being parsed */
-  startElementNsSAX2Func start_element; /* libxml2's own callbacks */
-  endElementNsSAX2Func end_element;
-  bool refused;                 /* we stopped the parser */
-  char refusal[256];
-  bool have_error;              /* the first error of libxml2 */
-  int error_line;
-  char error[256];
-};
-
-static void
-refuse (xmlParserCtxtPtr ctxt, const char *fs, ...)
-  __attribute__ ((__format__ (__printf__, 2, 3)));
-
-static void
-refuse (xmlParserCtxtPtr ctxt, const char *fs, ...)
-{
-  struct parse_state *st = ctxt->_private;
-  va_list args;
-
-  if (!st->refused) {
-    st->refused = true;
-    va_start (args, fs);
-    vsnprintf (st->refusal, sizeof st->refusal, fs, args);
-    va_end (args);
-  }
-  xmlStopParser (ctxt);
-}
-
-/* Called for any <!DOCTYPE>, before its declarations are read. */
-static void
-refuse_dtd (void *ctx,
-            const xmlChar *name __attribute__ ((__unused__)),
-            const xmlChar *external_id __attribute__ ((__unused__)),
-            const xmlChar *system_id __attribute__ ((__unused__)))
-{
-  refuse (ctx,
-          "DTDs and entities are not allowed in VirtualBox settings files");
-}
-
-static void
-start_element (void *ctx, const xmlChar *localname, const xmlChar *prefix,
-               const xmlChar *uri, int nb_namespaces,
-               const xmlChar **namespaces, int nb_attributes,
-               int nb_defaulted, const xmlChar **attributes)
-{
-  xmlParserCtxtPtr ctxt = ctx;
-  struct parse_state *st = ctxt->_private;
-
-  st->start_element (ctx, localname, prefix, uri, nb_namespaces, namespaces,
-                     nb_attributes, nb_defaulted, attributes);
-  if (++st->depth > VBOX_MAX_ELEMENT_DEPTH)
-    refuse (ctxt, "line %d: elements are nested more than %d deep",
-            xmlSAX2GetLineNumber (ctx), VBOX_MAX_ELEMENT_DEPTH);
-}
-
-static void
-end_element (void *ctx, const xmlChar *localname, const xmlChar *prefix,
-             const xmlChar *uri)
-{
-  xmlParserCtxtPtr ctxt = ctx;
-  struct parse_state *st = ctxt->_private;
-
-  st->depth--;
-  st->end_element (ctx, localname, prefix, uri);
-}
-
-/* libxml2's errors: keep the first, demote warnings to debug. */
-static void
-xml_error (void *user_data, XML_ERROR_CONST xmlError *err)
-{
-  xmlParserCtxtPtr ctxt = user_data;
-  struct parse_state *st = ctxt->_private;
-  char msg[sizeof st->error];
-  size_t len, i;
-
-  /* One line: libxml2's messages end in a newline and some hold more. */
-  snprintf (msg, sizeof msg, "%s", err->message ? err->message : "error");
-  len = strlen (msg);
-  while (len > 0 && (msg[len - 1] == '\n' || msg[len - 1] == ' '))
-    msg[--len] = '\0';
-  for (i = 0; i < len; ++i)
-    if ((unsigned char) msg[i] < 0x20)
-      msg[i] = ' ';
-
-  if (err->level == XML_ERR_WARNING)
-    vdi_debug ("%s: line %d: %s", st->filename, err->line, msg);
-  else if (!st->have_error) {
-    st->have_error = true;
-    st->error_line = err->line;
-    memcpy (st->error, msg, sizeof msg);
-  }
-}
-
-/* Read a whole settings file into memory, refusing anything that is
- * not a regular file of sane size.
- */
-static char *
-read_settings_file (const char *filename, size_t *len_ret)
-{
-  struct stat statbuf;
-  char *buf;
-  size_t len = 0;
-  int fd;
-
-  /* O_NONBLOCK so that a FIFO cannot block open; it is refused below. */
-  fd = open (filename, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-  if (fd == -1) {
-    vdi_error ("%s: open: %m", filename);
-    return NULL;
-  }
-  if (fstat (fd, &statbuf) == -1) {
-    vdi_error ("%s: fstat: %m", filename);
-    close (fd);
-    return NULL;
-  }
-  if (!S_ISREG (statbuf.st_mode)) {
-    vdi_error ("%s: not a regular file", filename);
-    close (fd);
-    return NULL;
-  }
-  if (statbuf.st_size > VBOX_MAX_FILE_SIZE) {
-    vdi_error ("%s: the file is too large for a VirtualBox settings file "
-               "(%jd bytes, the limit is %d MiB)",
-               filename, (intmax_t) statbuf.st_size,
-               VBOX_MAX_FILE_SIZE / (1024 * 1024));
-    close (fd);
-    return NULL;
-  }
-  if (statbuf.st_size == 0) {
-    vdi_error ("%s: the file is empty, not a VirtualBox settings file",
-               filename);
-    close (fd);
-    return NULL;
-  }
-
-  buf = malloc (statbuf.st_size + 1);
-  if (buf == NULL) {
-    vdi_error ("%s: malloc: %m", filename);
-    close (fd);
-    return NULL;
-  }
-  while (len < (size_t) statbuf.st_size) {
-    ssize_t r = read (fd, buf + len, statbuf.st_size - len);
-
-    if (r == -1) {
-      if (errno == EINTR)
-        continue;
-      vdi_error ("%s: read: %m", filename);
-      free (buf);
-      close (fd);
-      return NULL;
-    }
-    if (r == 0)                 /* the file shrank meanwhile */
-      break;
-    len += r;
-  }
-  close (fd);
-  buf[len] = '\0';
-  *len_ret = len;
-  return buf;
-}
-
-/* Parse a settings file.  Logs one error and returns NULL on failure. */
-static xmlDocPtr
-parse_settings (const char *filename)
-{
-  CLEANUP_FREE char *buf = NULL;
-  struct parse_state st = { .filename = filename };
-  xmlParserCtxtPtr ctxt;
-  xmlStructuredErrorFunc saved_handler;
-  void *saved_context;
-  xmlDocPtr doc;
-  bool well_formed;
-  size_t len;
-
-  buf = read_settings_file (filename, &len);
-  if (buf == NULL)
-    return NULL;
-
-  ctxt = xmlCreateMemoryParserCtxt (buf, (int) len);
-  if (ctxt == NULL) {
-    vdi_error ("%s: cannot create an XML parser", filename);
-    return NULL;
-  }
-  ctxt->_private = &st;
-  st.start_element = ctxt->sax->startElementNs;
-  st.end_element = ctxt->sax->endElementNs;
-  if (st.start_element == NULL || st.end_element == NULL) {
-    vdi_error ("%s: the XML parser is not in SAX2 mode", filename);
-    xmlFreeParserCtxt (ctxt);
-    return NULL;
-  }
-  ctxt->sax->startElementNs = start_element;
-  ctxt->sax->endElementNs = end_element;
-  ctxt->sax->internalSubset = refuse_dtd;
-  ctxt->sax->externalSubset = refuse_dtd;
-  ctxt->sax->serror = xml_error;
-  xmlCtxtUseOptions (ctxt, parse_options);
-
-  /* Errors raised without the context (some encoding errors) go to
-   * the thread's handler: take it for this call only.
-   */
-  saved_handler = xmlStructuredError;
-  saved_context = xmlStructuredErrorContext;
-  xmlSetStructuredErrorFunc (ctxt, xml_error);
-  xmlParseDocument (ctxt);
-  xmlSetStructuredErrorFunc (saved_context, saved_handler);
-
-  doc = ctxt->myDoc;
-  ctxt->myDoc = NULL;
-  well_formed = ctxt->wellFormed;
-  xmlFreeParserCtxt (ctxt);
-
-  if (st.refused) {
-    vdi_error ("%s: %s", filename, st.refusal);
-    goto err;
-  }
-  if (!well_formed || doc == NULL || st.have_error) {
-    if (st.have_error && st.error_line > 0)
-      vdi_error ("%s: not a well-formed XML file: line %d: %s",
-                 filename, st.error_line, st.error);
-    else if (st.have_error)
-      vdi_error ("%s: not a well-formed XML file: %s", filename, st.error);
-    else
-      vdi_error ("%s: not a well-formed XML file", filename);
-    goto err;
-  }
-  /* Cannot happen with the callbacks above; checked all the same. */
-  if (doc->intSubset || doc->extSubset) {
-    vdi_error ("%s: DTDs and entities are not allowed in VirtualBox "
-               "settings files", filename);
-    goto err;
-  }
-  return doc;
-
- err:
-  xmlFreeDoc (doc);
-  return NULL;
-}
-
-/* Tree helpers. */
-
-static bool
-is_vbox_namespace (const xmlNs *ns)
-{
-  size_t i;
-
-  if (ns == NULL)
-    return true;
-  for (i = 0; vbox_namespaces[i]; ++i)
-    if (xmlStrEqual (ns->href, BAD_CAST vbox_namespaces[i]))
-      return true;
-  return false;
-}
-
-static bool
-is_element (const xmlNode *node, const char *name)
-{
-  return node->type == XML_ELEMENT_NODE &&
-    xmlStrEqual (node->name, BAD_CAST name) &&
-    is_vbox_namespace (node->ns);
-}
-
-static xmlNodePtr
-first_child (const xmlNode *parent, const char *name)
-{
-  xmlNodePtr c;
-
-  for (c = parent->children; c; c = c->next)
-    if (is_element (c, name))
-      return c;
-  return NULL;
-}
-
-/* An attribute, to be released with xmlFree, or NULL if absent. */
-static xmlChar *
-get_attr (const xmlNode *node, const char *name)
-{
-  return xmlGetNoNsProp (node, BAD_CAST name);
-}
 
 /* Paths. */
 
@@ -521,57 +137,6 @@ struct load {
   size_t first_new;             /* media appended by this load start here */
 };
 
-/* Parse a UUID attribute.  Returns 0, 1 if it is absent and not
- * required, or -1 after an error.
- */
-static int
-get_uuid_attr (const struct load *ld, const xmlNode *node, const char *attr,
-               bool required, struct vdi_uuid *uuid)
-{
-  CLEANUP_XMLFREE xmlChar *text = get_attr (node, attr);
-  char buf[VBOX_MSG_TEXT_MAX];
-
-  if (text == NULL) {
-    if (!required)
-      return 1;
-    vdi_error ("%s: line %ld: <%s> has no %s attribute",
-               ld->filename, xmlGetLineNo (node), node->name, attr);
-    return -1;
-  }
-  if (vdi_uuid_parse ((const char *) text, uuid) == -1) {
-    vdi_error ("%s: line %ld: malformed UUID \"%s\" in <%s %s>",
-               ld->filename, xmlGetLineNo (node),
-               clean_text (text, buf, sizeof buf), node->name, attr);
-    return -1;
-  }
-  if (vdi_uuid_is_null (uuid)) {
-    vdi_error ("%s: line %ld: null UUID \"%s\" in <%s %s>",
-               ld->filename, xmlGetLineNo (node),
-               clean_text (text, buf, sizeof buf), node->name, attr);
-    return -1;
-  }
-  return 0;
-}
-
-/* A required text attribute, as a malloc'd string. */
-static char *
-get_string_attr (const struct load *ld, const xmlNode *node,
-                 const char *attr)
-{
-  CLEANUP_XMLFREE xmlChar *text = get_attr (node, attr);
-  char *r;
-
-  if (text == NULL) {
-    vdi_error ("%s: line %ld: <%s> has no %s attribute",
-               ld->filename, xmlGetLineNo (node), node->name, attr);
-    return NULL;
-  }
-  r = strdup ((const char *) text);
-  if (r == NULL)
-    vdi_error ("strdup: %m");
-  return r;
-}
-
 static const struct vbox_machine *
 current_machine (const struct load *ld)
 {
@@ -611,7 +176,7 @@ resolve_location (const struct load *ld, const xmlNode *node,
   if (*base == '\0' || strcmp (base, ".") == 0 || strcmp (base, "..") == 0) {
     vdi_error ("%s: line %ld: location \"%s\" names no file",
                ld->filename, xmlGetLineNo (node),
-               clean_text (written, buf, sizeof buf));
+               vbox_xml_clean_text (written, buf, sizeof buf));
     return NULL;
   }
   if (!is_windows_absolute (written)) {
@@ -640,8 +205,8 @@ resolve_location (const struct load *ld, const xmlNode *node,
     }
     if (file_exists (path)) {
       vdi_debug ("%s: Windows location %s found as %s",
-                 ld->filename, clean_text (written, buf, sizeof buf),
-                 clean_text (path, pbuf, sizeof pbuf));
+                 ld->filename, vbox_xml_clean_text (written, buf, sizeof buf),
+                 vbox_xml_clean_text (path, pbuf, sizeof pbuf));
       free (guess);
       return path;
     }
@@ -651,8 +216,8 @@ resolve_location (const struct load *ld, const xmlNode *node,
       free (path);
   }
   vdi_debug ("%s: Windows location %s not found, guessing %s",
-             ld->filename, clean_text (written, buf, sizeof buf),
-             clean_text (guess, pbuf, sizeof pbuf));
+             ld->filename, vbox_xml_clean_text (written, buf, sizeof buf),
+             vbox_xml_clean_text (guess, pbuf, sizeof pbuf));
   return guess;
 }
 
@@ -811,19 +376,6 @@ normalise_type (const char *text)
   return NULL;
 }
 
-/* Booleans as VirtualBox's XML reader takes them. */
-static int
-parse_bool (const char *text)
-{
-  if (strcasecmp (text, "true") == 0 || strcasecmp (text, "yes") == 0 ||
-      strcasecmp (text, "on") == 0 || strcmp (text, "1") == 0)
-    return 1;
-  if (strcasecmp (text, "false") == 0 || strcasecmp (text, "no") == 0 ||
-      strcasecmp (text, "off") == 0 || strcmp (text, "0") == 0)
-    return 0;
-  return -1;
-}
-
 /* The same UUID as existing, but a different location or parent.
  * Kept out of load_hard_disk, which recurses, for its buffers.
  */
@@ -841,9 +393,9 @@ report_conflict (const struct load *ld, const xmlNode *node,
              "here, but location %s and parent %s %s%s",
              ld->filename, xmlGetLineNo (node),
              vdi_uuid_format (&existing->uuid, ubuf),
-             clean_text (location, lbuf1, sizeof lbuf1),
+             vbox_xml_clean_text (location, lbuf1, sizeof lbuf1),
              uuid_or_none (parent, pbuf1),
-             clean_text (existing->location, lbuf2, sizeof lbuf2),
+             vbox_xml_clean_text (existing->location, lbuf2, sizeof lbuf2),
              uuid_or_none (existing->parent, pbuf2),
              same_file ? "earlier in the file" : "in ",
              same_file ? "" : existing->registry_file);
@@ -876,10 +428,10 @@ load_hard_disk (struct load *ld, const xmlNode *node,
     return -1;
   }
 
-  if (get_uuid_attr (ld, node, "uuid", true, &uuid) == -1)
+  if (vbox_xml_get_uuid_attr (ld->filename, node, "uuid", true, &uuid) == -1)
     return -1;
 
-  location = get_attr (node, "location");
+  location = vbox_xml_get_attr (node, "location");
   if (location == NULL) {
     /* Before settings 1.4: <VirtualDiskImage filePath=...> etc. */
     static const struct { const char *element, *format; } legacy[] = {
@@ -890,10 +442,10 @@ load_hard_disk (struct load *ld, const xmlNode *node,
     size_t i;
 
     for (i = 0; i < sizeof legacy / sizeof legacy[0] && !location; ++i) {
-      xmlNodePtr image = first_child (node, legacy[i].element);
+      xmlNodePtr image = vbox_xml_first_child (node, legacy[i].element);
 
       if (image) {
-        location = get_attr (image, "filePath");
+        location = vbox_xml_get_attr (image, "filePath");
         default_format = legacy[i].format;
       }
     }
@@ -905,7 +457,7 @@ load_hard_disk (struct load *ld, const xmlNode *node,
     return -1;
   }
 
-  format = get_attr (node, "format");
+  format = vbox_xml_get_attr (node, "format");
   if (format == NULL && default_format == NULL) {
     vdi_error ("%s: line %ld: <%s> {%s} has no format attribute",
                ld->filename, xmlGetLineNo (node), node->name,
@@ -913,7 +465,7 @@ load_hard_disk (struct load *ld, const xmlNode *node,
     return -1;
   }
 
-  type = get_attr (node, "type");
+  type = vbox_xml_get_attr (node, "type");
   if (type) {
     norm_type = normalise_type ((const char *) type);
     if (norm_type == NULL) {
@@ -922,20 +474,20 @@ load_hard_disk (struct load *ld, const xmlNode *node,
                  "Readonly or MultiAttach",
                  ld->filename, xmlGetLineNo (node), node->name,
                  vdi_uuid_format (&uuid, ubuf),
-                 clean_text (type, tbuf, sizeof tbuf));
+                 vbox_xml_clean_text (type, tbuf, sizeof tbuf));
       return -1;
     }
   }
 
-  auto_reset = get_attr (node, "autoReset");
+  auto_reset = vbox_xml_get_attr (node, "autoReset");
   if (auto_reset) {
-    b = parse_bool ((const char *) auto_reset);
+    b = vbox_xml_parse_bool ((const char *) auto_reset);
     if (b == -1) {
       vdi_error ("%s: line %ld: <%s> {%s} has autoReset \"%s\", which is "
                  "neither true nor false",
                  ld->filename, xmlGetLineNo (node), node->name,
                  vdi_uuid_format (&uuid, ubuf),
-                 clean_text (auto_reset, tbuf, sizeof tbuf));
+                 vbox_xml_clean_text (auto_reset, tbuf, sizeof tbuf));
       return -1;
     }
   }
@@ -991,7 +543,8 @@ load_hard_disk (struct load *ld, const xmlNode *node,
   }
 
   for (c = node->children; c; c = c->next) {
-    if (is_element (c, "HardDisk") || is_element (c, "DiffHardDisk")) {
+    if (vbox_xml_is_element (c, "HardDisk") ||
+        vbox_xml_is_element (c, "DiffHardDisk")) {
       if (load_hard_disk (ld, c, m, depth + 1) == -1)
         return -1;
     }
@@ -1005,10 +558,11 @@ load_media_registry (struct load *ld, const xmlNode *registry)
   xmlNodePtr disks, c;
 
   for (disks = registry->children; disks; disks = disks->next) {
-    if (!is_element (disks, "HardDisks"))
+    if (!vbox_xml_is_element (disks, "HardDisks"))
       continue;
     for (c = disks->children; c; c = c->next) {
-      if (is_element (c, "HardDisk") && load_hard_disk (ld, c, NULL, 1) == -1)
+      if (vbox_xml_is_element (c, "HardDisk") &&
+          load_hard_disk (ld, c, NULL, 1) == -1)
         return -1;
     }
   }
@@ -1045,20 +599,21 @@ load_controllers (const struct load *ld, const xmlNode *controllers,
   struct vdi_uuid uuid;
 
   for (ctrl = controllers->children; ctrl; ctrl = ctrl->next) {
-    if (!is_element (ctrl, "StorageController"))
+    if (!vbox_xml_is_element (ctrl, "StorageController"))
       continue;
     for (dev = ctrl->children; dev; dev = dev->next) {
       CLEANUP_XMLFREE xmlChar *type = NULL;
 
-      if (!is_element (dev, "AttachedDevice"))
+      if (!vbox_xml_is_element (dev, "AttachedDevice"))
         continue;
-      type = get_attr (dev, "type");
+      type = vbox_xml_get_attr (dev, "type");
       if (type == NULL || strcasecmp ((const char *) type, "HardDisk") != 0)
         continue;
-      image = first_child (dev, "Image");
+      image = vbox_xml_first_child (dev, "Image");
       if (image == NULL)
         continue;
-      if (get_uuid_attr (ld, image, "uuid", true, &uuid) == -1 ||
+      if (vbox_xml_get_uuid_attr (ld->filename, image, "uuid", true,
+                                  &uuid) == -1 ||
           push_uuid (disks, nr_disks, &uuid) == -1)
         return -1;
     }
@@ -1075,9 +630,10 @@ load_legacy_attachments (const struct load *ld, const xmlNode *attachments,
   struct vdi_uuid uuid;
 
   for (c = attachments->children; c; c = c->next) {
-    if (!is_element (c, "HardDiskAttachment"))
+    if (!vbox_xml_is_element (c, "HardDiskAttachment"))
       continue;
-    if (get_uuid_attr (ld, c, "hardDisk", true, &uuid) == -1 ||
+    if (vbox_xml_get_uuid_attr (ld->filename, c, "hardDisk", true,
+                                &uuid) == -1 ||
         push_uuid (disks, nr_disks, &uuid) == -1)
       return -1;
   }
@@ -1094,21 +650,21 @@ load_attachments (const struct load *ld, const xmlNode *owner,
   xmlNodePtr c, h;
 
   for (c = owner->children; c; c = c->next) {
-    if (is_element (c, "StorageControllers")) {
+    if (vbox_xml_is_element (c, "StorageControllers")) {
       if (load_controllers (ld, c, disks, nr_disks) == -1)
         return -1;
     }
-    else if (is_element (c, "HardDiskAttachments")) {
+    else if (vbox_xml_is_element (c, "HardDiskAttachments")) {
       if (load_legacy_attachments (ld, c, disks, nr_disks) == -1)
         return -1;
     }
-    else if (is_element (c, "Hardware")) {
+    else if (vbox_xml_is_element (c, "Hardware")) {
       for (h = c->children; h; h = h->next) {
-        if (is_element (h, "StorageControllers")) {
+        if (vbox_xml_is_element (h, "StorageControllers")) {
           if (load_controllers (ld, h, disks, nr_disks) == -1)
             return -1;
         }
-        else if (is_element (h, "HardDiskAttachments")) {
+        else if (vbox_xml_is_element (h, "HardDiskAttachments")) {
           if (load_legacy_attachments (ld, h, disks, nr_disks) == -1)
             return -1;
         }
@@ -1164,9 +720,10 @@ load_snapshot (const struct load *ld, const xmlNode *node, size_t parent,
   memset (s, 0, sizeof *s);
   list->parents[idx] = parent;
 
-  if (get_uuid_attr (ld, node, "uuid", true, &s->uuid) == -1)
+  if (vbox_xml_get_uuid_attr (ld->filename, node, "uuid", true,
+                              &s->uuid) == -1)
     return -1;
-  s->name = get_string_attr (ld, node, "name");
+  s->name = vbox_xml_get_string_attr (ld->filename, node, "name");
   if (s->name == NULL)
     return -1;
   /* The list may move while the children are read: no s after this. */
@@ -1174,10 +731,10 @@ load_snapshot (const struct load *ld, const xmlNode *node, size_t parent,
     return -1;
 
   for (c = node->children; c; c = c->next) {
-    if (!is_element (c, "Snapshots"))
+    if (!vbox_xml_is_element (c, "Snapshots"))
       continue;
     for (child = c->children; child; child = child->next) {
-      if (is_element (child, "Snapshot") &&
+      if (vbox_xml_is_element (child, "Snapshot") &&
           load_snapshot (ld, child, idx, depth + 1, list) == -1)
         return -1;
     }
@@ -1230,9 +787,10 @@ load_machine_attributes (struct load *ld, const xmlNode *node)
   }
   ld->machine = m;
 
-  if (get_uuid_attr (ld, node, "uuid", true, &m->uuid) == -1)
+  if (vbox_xml_get_uuid_attr (ld->filename, node, "uuid", true,
+                              &m->uuid) == -1)
     return -1;
-  m->name = get_string_attr (ld, node, "name");
+  m->name = vbox_xml_get_string_attr (ld->filename, node, "name");
   if (m->name == NULL)
     return -1;
   m->filename = strdup (ld->path);
@@ -1241,13 +799,13 @@ load_machine_attributes (struct load *ld, const xmlNode *node)
     vdi_error ("strdup: %m");
     return -1;
   }
-  snapshot_folder = get_attr (node, "snapshotFolder");
+  snapshot_folder = vbox_xml_get_attr (node, "snapshotFolder");
   m->snapshot_folder =
     resolve_snapshot_folder (ld, (const char *) snapshot_folder);
   if (m->snapshot_folder == NULL)
     return -1;
-  r = get_uuid_attr (ld, node, "currentSnapshot", false,
-                     &m->current_snapshot);
+  r = vbox_xml_get_uuid_attr (ld->filename, node, "currentSnapshot", false,
+                              &m->current_snapshot);
   if (r == -1)
     return -1;
   m->has_current_snapshot = r == 0;
@@ -1270,7 +828,7 @@ load_machine_state (struct load *ld, const xmlNode *node)
     return -1;
 
   for (c = node->children; c; c = c->next) {
-    if (is_element (c, "Snapshot") &&
+    if (vbox_xml_is_element (c, "Snapshot") &&
         load_snapshot (ld, c, SIZE_MAX, 1, &list) == -1)
       goto err;
   }
@@ -1311,7 +869,7 @@ load_machine_state (struct load *ld, const xmlNode *node)
       vdi_error ("%s: the current snapshot {%s} of machine \"%s\" is not "
                  "one of its snapshots",
                  ld->filename, vdi_uuid_format (&m->current_snapshot, ubuf),
-                 clean_text (m->name, nbuf, sizeof nbuf));
+                 vbox_xml_clean_text (m->name, nbuf, sizeof nbuf));
       return -1;
     }
   }
@@ -1397,7 +955,7 @@ vbox_registry_load (struct vbox_registry *reg, const char *filename)
   }
   reg->files = files;
 
-  doc = parse_settings (filename);
+  doc = vbox_xml_parse_file (filename);
   if (doc == NULL)
     goto out;
 
@@ -1409,24 +967,26 @@ vbox_registry_load (struct vbox_registry *reg, const char *filename)
   if (!xmlStrEqual (root->name, BAD_CAST "VirtualBox")) {
     vdi_error ("%s: not a VirtualBox settings file: the root element is "
                "<%s>, not <VirtualBox>",
-               filename, clean_text (root->name, buf, sizeof buf));
+               filename, vbox_xml_clean_text (root->name, buf, sizeof buf));
     goto out;
   }
-  if (!is_vbox_namespace (root->ns)) {
+  if (!vbox_xml_is_settings_namespace (root->ns)) {
     vdi_error ("%s: not a VirtualBox settings file: <VirtualBox> is in "
                "namespace %s",
-               filename, clean_text (root->ns->href, buf, sizeof buf));
+               filename,
+               vbox_xml_clean_text (root->ns->href, buf, sizeof buf));
     goto out;
   }
   {
-    CLEANUP_XMLFREE xmlChar *version = get_attr (root, "version");
+    CLEANUP_XMLFREE xmlChar *version = vbox_xml_get_attr (root, "version");
 
     vdi_debug ("%s: settings version %s", filename,
-               version ? clean_text (version, buf, sizeof buf) : "(none)");
+               version
+               ? vbox_xml_clean_text (version, buf, sizeof buf) : "(none)");
   }
 
-  machine = first_child (root, "Machine");
-  global = first_child (root, "Global");
+  machine = vbox_xml_first_child (root, "Machine");
+  global = vbox_xml_first_child (root, "Global");
   if (machine && global) {
     vdi_error ("%s: <VirtualBox> holds both <Machine> and <Global>",
                filename);
@@ -1448,7 +1008,8 @@ vbox_registry_load (struct vbox_registry *reg, const char *filename)
       goto out;
   }
 
-  registry = first_child (machine ? machine : global, "MediaRegistry");
+  registry = vbox_xml_first_child (machine ? machine : global,
+                                   "MediaRegistry");
   if (registry && load_media_registry (&ld, registry) == -1)
     goto out;
 
@@ -1572,16 +1133,17 @@ vbox_machine_find_snapshot (const struct vbox_machine *machine,
     vdi_error ("%s: %zu snapshots of machine \"%s\" are named \"%s\": "
                "%s%s; name one by its UUID",
                machine->filename, n,
-               clean_text (machine->name, nbuf, sizeof nbuf),
-               clean_text (name_or_uuid, buf, sizeof buf), list,
+               vbox_xml_clean_text (machine->name, nbuf, sizeof nbuf),
+               vbox_xml_clean_text (name_or_uuid, buf, sizeof buf), list,
                len >= sizeof list ? "..." : "");
     return NULL;
   }
   if (machine->nr_snapshots == 0) {
     vdi_error ("%s: machine \"%s\" has no snapshots, so none is named or "
                "has the UUID \"%s\"",
-               machine->filename, clean_text (machine->name, nbuf, sizeof nbuf),
-               clean_text (name_or_uuid, buf, sizeof buf));
+               machine->filename,
+               vbox_xml_clean_text (machine->name, nbuf, sizeof nbuf),
+               vbox_xml_clean_text (name_or_uuid, buf, sizeof buf));
     return NULL;
   }
   /* Say what there is: names and UUIDs, as much as fits in list. */
@@ -1590,15 +1152,16 @@ vbox_machine_find_snapshot (const struct vbox_machine *machine,
     char sbuf[VBOX_MSG_TEXT_MAX];
     int w = snprintf (list + len, sizeof list - len, "%s\"%s\" {%s}",
                       i > 0 ? ", " : "",
-                      clean_text (machine->snapshots[i].name,
-                                  sbuf, sizeof sbuf),
+                      vbox_xml_clean_text (machine->snapshots[i].name,
+                                           sbuf, sizeof sbuf),
                       vdi_uuid_format (&machine->snapshots[i].uuid, ubuf));
     len += w > 0 ? (size_t) w : 0;
   }
   vdi_error ("%s: machine \"%s\" has no snapshot named or with UUID \"%s\"; "
              "its %zu snapshot%s: %s%s",
-             machine->filename, clean_text (machine->name, nbuf, sizeof nbuf),
-             clean_text (name_or_uuid, buf, sizeof buf),
+             machine->filename,
+             vbox_xml_clean_text (machine->name, nbuf, sizeof nbuf),
+             vbox_xml_clean_text (name_or_uuid, buf, sizeof buf),
              machine->nr_snapshots, machine->nr_snapshots == 1 ? "" : "s",
              list, len >= sizeof list ? "..." : "");
   return NULL;

@@ -1,0 +1,85 @@
+/* nbdkit-vdi
+ * Copyright the nbdkit-vdi authors
+ * SPDX-License-Identifier: BSD-3-Clause
+ */
+
+/* Declarations shared by the files of the VirtualBox settings reader
+ * (vbox-*.c), not exported.
+ */
+
+#ifndef VBOX_INTERNAL_H
+#define VBOX_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <libxml/tree.h>
+
+#include "vbox-registry.h"
+
+/* How much of a text (or path) taken from a file appears in a message. */
+#define VBOX_MSG_TEXT_MAX 84
+#define VBOX_MSG_PATH_MAX 400
+
+static inline void
+cleanup_xmlfree (void *ptr)
+{
+  xmlChar *p = * (xmlChar **) ptr;
+
+  if (p)
+    xmlFree (p);
+}
+#define CLEANUP_XMLFREE __attribute__ ((cleanup (cleanup_xmlfree)))
+
+/* vbox-xml.c: reading settings files and walking their tree. */
+
+/* Copy text from a file into buf[size] for a message, control
+ * characters replaced so that every message stays on one line, and
+ * cut (ending in "...") if it does not fit.
+ */
+extern const char *vbox_xml_clean_text (const void *text,
+                                        char *buf, size_t size)
+  __attribute__ ((__nonnull__ (1, 2)));
+
+/* Parse a settings file.  Logs one error and returns NULL on failure. */
+extern xmlDocPtr vbox_xml_parse_file (const char *filename)
+  __attribute__ ((__nonnull__ (1)));
+
+/* True for no namespace or a namespace of VirtualBox settings files. */
+extern bool vbox_xml_is_settings_namespace (const xmlNs *ns);
+
+/* True if node is the element name of a settings file. */
+extern bool vbox_xml_is_element (const xmlNode *node, const char *name)
+  __attribute__ ((__nonnull__ (1, 2)));
+
+/* The first child element name of parent, or NULL. */
+extern xmlNodePtr vbox_xml_first_child (const xmlNode *parent,
+                                        const char *name)
+  __attribute__ ((__nonnull__ (1, 2)));
+
+/* An attribute, to be released with xmlFree, or NULL if absent. */
+extern xmlChar *vbox_xml_get_attr (const xmlNode *node, const char *name)
+  __attribute__ ((__nonnull__ (1, 2)));
+
+/* Parse a UUID attribute.  Returns 0, 1 if it is absent and not
+ * required, or -1 after an error naming filename.
+ */
+extern int vbox_xml_get_uuid_attr (const char *filename, const xmlNode *node,
+                                   const char *attr, bool required,
+                                   struct vdi_uuid *uuid)
+  __attribute__ ((__nonnull__ (1, 2, 3, 5)));
+
+/* A required text attribute, as a malloc'd string.  NULL after an
+ * error naming filename.
+ */
+extern char *vbox_xml_get_string_attr (const char *filename,
+                                       const xmlNode *node, const char *attr)
+  __attribute__ ((__nonnull__ (1, 2, 3)));
+
+/* A boolean as VirtualBox's XML reader takes it: 1, 0, or -1 if the
+ * text is not a boolean.
+ */
+extern int vbox_xml_parse_bool (const char *text)
+  __attribute__ ((__nonnull__ (1)));
+
+#endif /* VBOX_INTERNAL_H */
