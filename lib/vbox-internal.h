@@ -82,4 +82,30 @@ extern char *vbox_xml_get_string_attr (const char *filename,
 extern int vbox_xml_parse_bool (const char *text)
   __attribute__ ((__nonnull__ (1)));
 
+/* vbox-path.c: translating the paths of settings files. */
+
+/* dir/name, without a second '/' if dir ends in one. */
+extern char *vbox_path_join (const char *dir, const char *name)
+  __attribute__ ((__nonnull__ (1, 2)));
+
+/* A medium location as written in node of filename, resolved to an
+ * absolute path: relative to folder (the folder of filename), or for
+ * a Windows path, looked for in the folders of machine (NULL if there
+ * is none yet) too.  NULL after an error.
+ */
+extern char *vbox_path_resolve_location (const char *filename,
+                                         const xmlNode *node,
+                                         const char *folder,
+                                         const struct vbox_machine *machine,
+                                         const char *written)
+  __attribute__ ((__nonnull__ (1, 2, 3, 5)));
+
+/* The snapshot folder of a machine as written (NULL if not written),
+ * resolved to an absolute path relative to folder, the folder of its
+ * .vbox file.
+ */
+extern char *vbox_path_resolve_snapshot_folder (const char *folder,
+                                                const char *written)
+  __attribute__ ((__nonnull__ (1)));
+
 #endif /* VBOX_INTERNAL_H */

@@ -53,79 +53,6 @@ struct vbox_registry {
   struct vbox_machine *machine;
 };
 
-/* Paths. */
-
-static char *
-join_path (const char *dir, const char *name)
-{
-  size_t len = strlen (dir);
-  char *path;
-
-  if (asprintf (&path, "%s%s%s", dir,
-                len > 0 && dir[len - 1] == '/' ? "" : "/", name) == -1) {
-    vdi_error ("asprintf: %m");
-    return NULL;
-  }
-  return path;
-}
-
-static bool
-has_drive_letter (const char *path)
-{
-  return ((path[0] >= 'A' && path[0] <= 'Z') ||
-          (path[0] >= 'a' && path[0] <= 'z')) && path[1] == ':';
-}
-
-/* A path written by VirtualBox on Windows: backslashes or a drive
- * letter.  A path starting with '/' is taken as a POSIX path.
- */
-static bool
-is_windows_path (const char *path)
-{
-  return path[0] != '/' &&
-    (strchr (path, '\\') != NULL || has_drive_letter (path));
-}
-
-static bool
-is_windows_absolute (const char *path)
-{
-  return has_drive_letter (path) || path[0] == '\\';
-}
-
-/* The last component of a Windows path. */
-static const char *
-windows_basename (const char *path)
-{
-  const char *p, *base = has_drive_letter (path) ? path + 2 : path;
-
-  for (p = base; *p; ++p)
-    if (*p == '\\' || *p == '/')
-      base = p + 1;
-  return base;
-}
-
-/* A relative Windows path with '/' for '\\'. */
-static char *
-windows_to_posix (const char *path)
-{
-  char *r = strdup (path), *p;
-
-  if (r == NULL) {
-    vdi_error ("strdup: %m");
-    return NULL;
-  }
-  for (p = r; *p; ++p)
-    if (*p == '\\')
-      *p = '/';
-  return r;
-}
-
-static bool
-file_exists (const char *path)
-{
-  return access (path, F_OK) == 0;
-}
-
 /* Loading. */
 
 struct load {
@@ -137,117 +64,13 @@ struct load {
   size_t first_new;             /* media appended by this load start here */
 };
 
+/* The machine in whose folders Windows locations are looked for:
+ * this file's, or one loaded before.
+ */
 static const struct vbox_machine *
 current_machine (const struct load *ld)
 {
   return ld->machine ? ld->machine : ld->reg->machine;
-}
-
-/* Resolve a location as written to an absolute path.  Not inlined
- * into the recursive load_hard_disk, for its buffers.
- */
-static char * __attribute__ ((__noinline__))
-resolve_location (const struct load *ld, const xmlNode *node,
-                  const char *written)
-{
-  const struct vbox_machine *machine = current_machine (ld);
-  const char *dirs[3];
-  const char *base;
-  char buf[VBOX_MSG_PATH_MAX], pbuf[VBOX_MSG_PATH_MAX];
-  char *path, *guess = NULL;
-  size_t nr_dirs = 0, i;
-
-  if (*written == '\0') {
-    vdi_error ("%s: line %ld: <%s> has an empty location",
-               ld->filename, xmlGetLineNo (node), node->name);
-    return NULL;
-  }
-  if (written[0] == '/') {
-    path = strdup (written);
-    if (path == NULL)
-      vdi_error ("strdup: %m");
-    return path;
-  }
-  if (!is_windows_path (written))
-    return join_path (ld->folder, written);
-
-  /* A Windows path: the file may have moved with the machine folder. */
-  base = windows_basename (written);
-  if (*base == '\0' || strcmp (base, ".") == 0 || strcmp (base, "..") == 0) {
-    vdi_error ("%s: line %ld: location \"%s\" names no file",
-               ld->filename, xmlGetLineNo (node),
-               vbox_xml_clean_text (written, buf, sizeof buf));
-    return NULL;
-  }
-  if (!is_windows_absolute (written)) {
-    CLEANUP_FREE char *rel = windows_to_posix (written);
-
-    if (rel == NULL)
-      return NULL;
-    path = join_path (ld->folder, rel);
-    if (path == NULL || file_exists (path))
-      return path;
-    free (path);
-  }
-
-  if (machine) {
-    dirs[nr_dirs++] = machine->folder;
-    dirs[nr_dirs++] = machine->snapshot_folder;
-  }
-  if (machine == NULL || strcmp (machine->folder, ld->folder) != 0)
-    dirs[nr_dirs++] = ld->folder;
-
-  for (i = 0; i < nr_dirs; ++i) {
-    path = join_path (dirs[i], base);
-    if (path == NULL) {
-      free (guess);
-      return NULL;
-    }
-    if (file_exists (path)) {
-      vdi_debug ("%s: Windows location %s found as %s",
-                 ld->filename, vbox_xml_clean_text (written, buf, sizeof buf),
-                 vbox_xml_clean_text (path, pbuf, sizeof pbuf));
-      free (guess);
-      return path;
-    }
-    if (guess == NULL)
-      guess = path;
-    else
-      free (path);
-  }
-  vdi_debug ("%s: Windows location %s not found, guessing %s",
-             ld->filename, vbox_xml_clean_text (written, buf, sizeof buf),
-             vbox_xml_clean_text (guess, pbuf, sizeof pbuf));
-  return guess;
-}
-
-/* The snapshot folder of a machine, absolute. */
-static char *
-resolve_snapshot_folder (const struct load *ld, const char *written)
-{
-  char *path;
-
-  if (written == NULL || *written == '\0')
-    return join_path (ld->folder, "Snapshots");
-  if (written[0] == '/') {
-    path = strdup (written);
-    if (path == NULL)
-      vdi_error ("strdup: %m");
-    return path;
-  }
-  if (is_windows_path (written)) {
-    if (is_windows_absolute (written)) {
-      const char *base = windows_basename (written);
-
-      return join_path (ld->folder, *base ? base : "Snapshots");
-    }
-    else {
-      CLEANUP_FREE char *rel = windows_to_posix (written);
-
-      return rel ? join_path (ld->folder, rel) : NULL;
-    }
-  }
-  return join_path (ld->folder, written);
 }
 
 /* The media table. */
@@ -492,7 +315,9 @@ load_hard_disk (struct load *ld, const xmlNode *node,
     }
   }
 
-  resolved = resolve_location (ld, node, (const char *) location);
+  resolved = vbox_path_resolve_location (ld->filename, node, ld->folder,
+                                        current_machine (ld),
+                                        (const char *) location);
   if (resolved == NULL)
     return -1;
 
@@ -801,7 +626,8 @@ load_machine_attributes (struct load *ld, const xmlNode *node)
   }
   snapshot_folder = vbox_xml_get_attr (node, "snapshotFolder");
   m->snapshot_folder =
-    resolve_snapshot_folder (ld, (const char *) snapshot_folder);
+    vbox_path_resolve_snapshot_folder (ld->folder,
+                                       (const char *) snapshot_folder);
   if (m->snapshot_folder == NULL)
     return -1;
   r = vbox_xml_get_uuid_attr (ld->filename, node, "currentSnapshot", false,
@@ -1072,7 +898,7 @@ vbox_registry_find_location (const struct vbox_registry *reg,
   if (real == NULL && path[0] != '/') {
     cwd = getcwd (NULL, 0);
     if (cwd)
-      absolute = join_path (cwd, path);
+      absolute = vbox_path_join (cwd, path);
   }
 
   for (i = 0; i < reg->nr_media; ++i)
