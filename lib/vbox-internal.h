@@ -21,6 +21,27 @@
 #define VBOX_MSG_TEXT_MAX 84
 #define VBOX_MSG_PATH_MAX 400
 
+/* The registry behind the public header's opaque type. */
+struct vbox_registry {
+  struct vbox_medium **media;   /* in load order */
+  size_t nr_media, alloc_media;
+  struct vbox_medium **slots;   /* hash table on the UUID */
+  size_t nr_slots;              /* 0 or a power of 2 */
+  char **files;                 /* absolute names of the files loaded */
+  size_t nr_files;
+  struct vbox_machine *machine;
+};
+
+/* The state of one vbox_registry_load. */
+struct vbox_load {
+  struct vbox_registry *reg;
+  const char *filename;         /* as given, for messages */
+  const char *path;             /* absolute */
+  char *folder;                 /* folder of path */
+  struct vbox_machine *machine; /* the machine of this file, if any */
+  size_t first_new;             /* media appended by this load start here */
+};
+
 static inline void
 cleanup_xmlfree (void *ptr)
 {
@@ -106,6 +127,22 @@ extern char *vbox_path_resolve_location (const char *filename,
  */
 extern char *vbox_path_resolve_snapshot_folder (const char *folder,
                                                 const char *written)
+  __attribute__ ((__nonnull__ (1)));
+
+/* vbox-media.c: the media registry. */
+
+extern void vbox_medium_free (struct vbox_medium *m);
+
+/* Read the HardDisk trees of a MediaRegistry element into the
+ * registry.  On error the media appended so far stay: the caller
+ * drops them with vbox_media_rollback.
+ */
+extern int vbox_media_load_registry (struct vbox_load *ld,
+                                     const xmlNode *registry)
+  __attribute__ ((__nonnull__ (1, 2)));
+
+/* Undo a failed load: drop the media appended since first_new. */
+extern void vbox_media_rollback (struct vbox_registry *reg, size_t first_new)
   __attribute__ ((__nonnull__ (1)));
 
 #endif /* VBOX_INTERNAL_H */

@@ -7,15 +7,8 @@
  *
  * Design notes.
  *
- * Walking.  HardDisk nesting (the parent/differencing relation) and
- * snapshot nesting are bounded as VirtualBox bounds them, so the
- * recursive walkers have a fixed maximum depth.
- *
- * The registry.  Media are kept in an array of pointers (a medium's
- * address never changes, so parent pointers stay valid) with an open
- * addressing hash table on the UUID.  A load that fails leaves the
- * registry as it was: media are only ever appended, existing ones are
- * never modified, so undoing a load is dropping what it appended.
+ * Walking.  Snapshot nesting is bounded as VirtualBox bounds it, so
+ * the recursive walker has a fixed maximum depth.
  */
 
 #include <config.h>
@@ -25,7 +18,6 @@
 #include <stdint.h>
 #include <string.h>
 #include <strings.h>
-#include <unistd.h>
 
 #include <libxml/tree.h>
 
@@ -36,363 +28,6 @@
 
 /* VirtualBox's limit on snapshot nesting (SETTINGS_SNAPSHOT_DEPTH_MAX). */
 #define VBOX_MAX_SNAPSHOT_DEPTH 250
-
-/* HardDisk types in VirtualBox's spelling. */
-static const char *const medium_types[] = {
-  "Normal", "Immutable", "Writethrough", "Shareable", "Readonly",
-  "MultiAttach", NULL
-};
-
-struct vbox_registry {
-  struct vbox_medium **media;   /* in load order */
-  size_t nr_media, alloc_media;
-  struct vbox_medium **slots;   /* hash table on the UUID */
-  size_t nr_slots;              /* 0 or a power of 2 */
-  char **files;                 /* absolute names of the files loaded */
-  size_t nr_files;
-  struct vbox_machine *machine;
-};
-
-/* Loading. */
-
-struct load {
-  struct vbox_registry *reg;
-  const char *filename;         /* as given, for messages */
-  const char *path;             /* absolute */
-  char *folder;                 /* folder of path */
-  struct vbox_machine *machine; /* the machine of this file, if any */
-  size_t first_new;             /* media appended by this load start here */
-};
-
-/* The machine in whose folders Windows locations are looked for:
- * this file's, or one loaded before.
- */
-static const struct vbox_machine *
-current_machine (const struct load *ld)
-{
-  return ld->machine ? ld->machine : ld->reg->machine;
-}
-
-/* The media table. */
-
-static size_t
-uuid_hash (const struct vdi_uuid *uuid)
-{
-  uint64_t h = UINT64_C (14695981039346656037);
-  size_t i;
-
-  for (i = 0; i < sizeof uuid->bytes; ++i) {
-    h ^= uuid->bytes[i];
-    h *= UINT64_C (1099511628211);
-  }
-  return h ^ (h >> 32);
-}
-
-/* The slot holding uuid, or the empty slot where it would go. */
-static struct vbox_medium **
-hash_slot (const struct vbox_registry *reg, const struct vdi_uuid *uuid)
-{
-  size_t mask = reg->nr_slots - 1, i = uuid_hash (uuid) & mask;
-
-  while (reg->slots[i] && !vdi_uuid_equal (&reg->slots[i]->uuid, uuid))
-    i = (i + 1) & mask;
-  return &reg->slots[i];
-}
-
-static void
-hash_fill (struct vbox_registry *reg)
-{
-  size_t i;
-
-  memset (reg->slots, 0, reg->nr_slots * sizeof *reg->slots);
-  for (i = 0; i < reg->nr_media; ++i)
-    *hash_slot (reg, &reg->media[i]->uuid) = reg->media[i];
-}
-
-static struct vbox_medium *
-lookup (const struct vbox_registry *reg, const struct vdi_uuid *uuid)
-{
-  if (reg->nr_slots == 0)
-    return NULL;
-  return *hash_slot (reg, uuid);
-}
-
-static void
-medium_free (struct vbox_medium *m)
-{
-  if (m == NULL)
-    return;
-  free (m->location);
-  free (m->location_as_written);
-  free (m->format);
-  free (m);
-}
-
-/* Append m (not yet in the table) to the registry. */
-static int
-registry_add (struct vbox_registry *reg, struct vbox_medium *m)
-{
-  if (reg->nr_media == reg->alloc_media) {
-    size_t n = reg->alloc_media ? 2 * reg->alloc_media : 16;
-    struct vbox_medium **p = realloc (reg->media, n * sizeof *p);
-
-    if (p == NULL) {
-      vdi_error ("realloc: %m");
-      return -1;
-    }
-    reg->media = p;
-    reg->alloc_media = n;
-  }
-  /* Keep the table at most half full. */
-  if (2 * (reg->nr_media + 1) > reg->nr_slots) {
-    size_t n = reg->nr_slots ? 2 * reg->nr_slots : 64;
-    struct vbox_medium **slots = calloc (n, sizeof *slots);
-
-    if (slots == NULL) {
-      vdi_error ("calloc: %m");
-      return -1;
-    }
-    free (reg->slots);
-    reg->slots = slots;
-    reg->nr_slots = n;
-    hash_fill (reg);
-  }
-  reg->media[reg->nr_media++] = m;
-  *hash_slot (reg, &m->uuid) = m;
-  return 0;
-}
-
-/* Undo a failed load: drop the media it appended. */
-static void
-registry_rollback (struct vbox_registry *reg, size_t first_new)
-{
-  size_t i;
-
-  if (reg->nr_media == first_new)
-    return;
-  for (i = first_new; i < reg->nr_media; ++i)
-    medium_free (reg->media[i]);
-  reg->nr_media = first_new;
-  hash_fill (reg);
-}
-
-static const char *
-uuid_or_none (const struct vbox_medium *m, char buf[VDI_UUID_STRLEN + 2])
-{
-  char u[VDI_UUID_STRLEN];
-
-  if (m == NULL)
-    return "none";
-  snprintf (buf, VDI_UUID_STRLEN + 2, "{%s}", vdi_uuid_format (&m->uuid, u));
-  return buf;
-}
-
-/* Normalise a type attribute; NULL if it is not a type. */
-static const char *
-normalise_type (const char *text)
-{
-  size_t i;
-
-  for (i = 0; medium_types[i]; ++i)
-    if (strcasecmp (text, medium_types[i]) == 0)
-      return medium_types[i];
-  return NULL;
-}
-
-/* The same UUID as existing, but a different location or parent.
- * Kept out of load_hard_disk, which recurses, for its buffers.
- */
-static void __attribute__ ((__noinline__))
-report_conflict (const struct load *ld, const xmlNode *node,
-                 const struct vbox_medium *existing, const char *location,
-                 const struct vbox_medium *parent)
-{
-  char ubuf[VDI_UUID_STRLEN];
-  char pbuf1[VDI_UUID_STRLEN + 2], pbuf2[VDI_UUID_STRLEN + 2];
-  char lbuf1[VBOX_MSG_PATH_MAX], lbuf2[VBOX_MSG_PATH_MAX];
-  const bool same_file = strcmp (existing->registry_file, ld->path) == 0;
-
-  vdi_error ("%s: line %ld: duplicate UUID {%s}: location %s and parent %s "
-             "here, but location %s and parent %s %s%s",
-             ld->filename, xmlGetLineNo (node),
-             vdi_uuid_format (&existing->uuid, ubuf),
-             vbox_xml_clean_text (location, lbuf1, sizeof lbuf1),
-             uuid_or_none (parent, pbuf1),
-             vbox_xml_clean_text (existing->location, lbuf2, sizeof lbuf2),
-             uuid_or_none (existing->parent, pbuf2),
-             same_file ? "earlier in the file" : "in ",
-             same_file ? "" : existing->registry_file);
-}
-
-/* Read one HardDisk (or legacy DiffHardDisk) element and, recursively,
- * its differencing children.
- */
-static int
-load_hard_disk (struct load *ld, const xmlNode *node,
-                struct vbox_medium *parent, size_t depth)
-{
-  CLEANUP_XMLFREE xmlChar *location = NULL;
-  CLEANUP_XMLFREE xmlChar *format = NULL;
-  CLEANUP_XMLFREE xmlChar *type = NULL;
-  CLEANUP_XMLFREE xmlChar *auto_reset = NULL;
-  char ubuf[VDI_UUID_STRLEN], tbuf[VBOX_MSG_TEXT_MAX];
-  const char *default_format = NULL;
-  const char *norm_type = NULL;
-  struct vbox_medium *m, *existing;
-  struct vdi_uuid uuid;
-  CLEANUP_FREE char *resolved = NULL;
-  xmlNodePtr c;
-  int b = 0;
-
-  if (depth > VBOX_MAX_MEDIUM_DEPTH) {
-    vdi_error ("%s: line %ld: HardDisk elements are nested more than %d "
-               "deep (VirtualBox's limit)",
-               ld->filename, xmlGetLineNo (node), VBOX_MAX_MEDIUM_DEPTH);
-    return -1;
-  }
-
-  if (vbox_xml_get_uuid_attr (ld->filename, node, "uuid", true, &uuid) == -1)
-    return -1;
-
-  location = vbox_xml_get_attr (node, "location");
-  if (location == NULL) {
-    /* Before settings 1.4: <VirtualDiskImage filePath=...> etc. */
-    static const struct { const char *element, *format; } legacy[] = {
-      { "VirtualDiskImage", "VDI" },
-      { "VMDKImage", "VMDK" },
-      { "VHDImage", "VHD" },
-    };
-    size_t i;
-
-    for (i = 0; i < sizeof legacy / sizeof legacy[0] && !location; ++i) {
-      xmlNodePtr image = vbox_xml_first_child (node, legacy[i].element);
-
-      if (image) {
-        location = vbox_xml_get_attr (image, "filePath");
-        default_format = legacy[i].format;
-      }
-    }
-  }
-  if (location == NULL) {
-    vdi_error ("%s: line %ld: <%s> {%s} has no location attribute",
-               ld->filename, xmlGetLineNo (node), node->name,
-               vdi_uuid_format (&uuid, ubuf));
-    return -1;
-  }
-
-  format = vbox_xml_get_attr (node, "format");
-  if (format == NULL && default_format == NULL) {
-    vdi_error ("%s: line %ld: <%s> {%s} has no format attribute",
-               ld->filename, xmlGetLineNo (node), node->name,
-               vdi_uuid_format (&uuid, ubuf));
-    return -1;
-  }
-
-  type = vbox_xml_get_attr (node, "type");
-  if (type) {
-    norm_type = normalise_type ((const char *) type);
-    if (norm_type == NULL) {
-      vdi_error ("%s: line %ld: <%s> {%s} has type \"%s\", which is not "
-                 "one of Normal, Immutable, Writethrough, Shareable, "
-                 "Readonly or MultiAttach",
-                 ld->filename, xmlGetLineNo (node), node->name,
-                 vdi_uuid_format (&uuid, ubuf),
-                 vbox_xml_clean_text (type, tbuf, sizeof tbuf));
-      return -1;
-    }
-  }
-
-  auto_reset = vbox_xml_get_attr (node, "autoReset");
-  if (auto_reset) {
-    b = vbox_xml_parse_bool ((const char *) auto_reset);
-    if (b == -1) {
-      vdi_error ("%s: line %ld: <%s> {%s} has autoReset \"%s\", which is "
-                 "neither true nor false",
-                 ld->filename, xmlGetLineNo (node), node->name,
-                 vdi_uuid_format (&uuid, ubuf),
-                 vbox_xml_clean_text (auto_reset, tbuf, sizeof tbuf));
-      return -1;
-    }
-  }
-
-  resolved = vbox_path_resolve_location (ld->filename, node, ld->folder,
-                                        current_machine (ld),
-                                        (const char *) location);
-  if (resolved == NULL)
-    return -1;
-
-  existing = lookup (ld->reg, &uuid);
-  if (existing) {
-    /* VirtualBox merges the same medium seen in several registries;
-     * it must be the same medium though.
-     */
-    if (existing->parent != parent ||
-        strcmp (existing->location, resolved) != 0) {
-      report_conflict (ld, node, existing, resolved, parent);
-      return -1;
-    }
-    vdi_debug ("%s: line %ld: medium {%s} is also in %s",
-               ld->filename, xmlGetLineNo (node),
-               vdi_uuid_format (&uuid, ubuf), existing->registry_file);
-    m = existing;
-  }
-  else {
-    m = calloc (1, sizeof *m);
-    if (m == NULL) {
-      vdi_error ("calloc: %m");
-      return -1;
-    }
-    m->uuid = uuid;
-    m->location = resolved;
-    resolved = NULL;
-    m->location_as_written = strdup ((const char *) location);
-    m->format = strdup (format ? (const char *) format : default_format);
-    if (m->location_as_written == NULL || m->format == NULL) {
-      vdi_error ("strdup: %m");
-      medium_free (m);
-      return -1;
-    }
-    /* VirtualBox writes type on base media only; diffs inherit it. */
-    if (parent)
-      m->type = parent->type;
-    else
-      m->type = norm_type ? norm_type : "Normal";
-    m->auto_reset = b == 1;
-    m->parent = parent;
-    m->depth = depth;
-    m->registry_file = ld->path;
-    if (registry_add (ld->reg, m) == -1) {
-      medium_free (m);
-      return -1;
-    }
-  }
-
-  for (c = node->children; c; c = c->next) {
-    if (vbox_xml_is_element (c, "HardDisk") ||
-        vbox_xml_is_element (c, "DiffHardDisk")) {
-      if (load_hard_disk (ld, c, m, depth + 1) == -1)
-        return -1;
-    }
-  }
-  return 0;
-}
-
-static int
-load_media_registry (struct load *ld, const xmlNode *registry)
-{
-  xmlNodePtr disks, c;
-
-  for (disks = registry->children; disks; disks = disks->next) {
-    if (!vbox_xml_is_element (disks, "HardDisks"))
-      continue;
-    for (c = disks->children; c; c = c->next) {
-      if (vbox_xml_is_element (c, "HardDisk") &&
-          load_hard_disk (ld, c, NULL, 1) == -1)
-        return -1;
-    }
-  }
-  return 0;
-}
 
 /* Attachments. */
 
@@ -417,7 +52,7 @@ push_uuid (struct vdi_uuid **array, size_t *n, const struct vdi_uuid *uuid)
  * Image@uuid.
  */
 static int
-load_controllers (const struct load *ld, const xmlNode *controllers,
+load_controllers (const struct vbox_load *ld, const xmlNode *controllers,
                   struct vdi_uuid **disks, size_t *nr_disks)
 {
   xmlNodePtr ctrl, dev, image;
@@ -448,7 +83,8 @@ load_controllers (const struct load *ld, const xmlNode *controllers,
 
 /* Before settings 1.7: HardDiskAttachments/HardDiskAttachment@hardDisk. */
 static int
-load_legacy_attachments (const struct load *ld, const xmlNode *attachments,
+load_legacy_attachments (const struct vbox_load *ld,
+                         const xmlNode *attachments,
                          struct vdi_uuid **disks, size_t *nr_disks)
 {
   xmlNodePtr c;
@@ -469,7 +105,7 @@ load_legacy_attachments (const struct load *ld, const xmlNode *attachments,
  * controllers sit directly under it or in its Hardware element.
  */
 static int
-load_attachments (const struct load *ld, const xmlNode *owner,
+load_attachments (const struct vbox_load *ld, const xmlNode *owner,
                   struct vdi_uuid **disks, size_t *nr_disks)
 {
   xmlNodePtr c, h;
@@ -508,8 +144,8 @@ struct snapshot_list {
 };
 
 static int
-load_snapshot (const struct load *ld, const xmlNode *node, size_t parent,
-               unsigned depth, struct snapshot_list *list)
+load_snapshot (const struct vbox_load *ld, const xmlNode *node,
+               size_t parent, unsigned depth, struct snapshot_list *list)
 {
   struct vbox_snapshot *s;
   xmlNodePtr c, child;
@@ -599,7 +235,7 @@ machine_free (struct vbox_machine *m)
  * are looked for in its folders).
  */
 static int
-load_machine_attributes (struct load *ld, const xmlNode *node)
+load_machine_attributes (struct vbox_load *ld, const xmlNode *node)
 {
   CLEANUP_XMLFREE xmlChar *snapshot_folder = NULL;
   struct vbox_machine *m;
@@ -640,7 +276,7 @@ load_machine_attributes (struct load *ld, const xmlNode *node)
 
 /* Attachments and snapshots, after the media. */
 static int
-load_machine_state (struct load *ld, const xmlNode *node)
+load_machine_state (struct vbox_load *ld, const xmlNode *node)
 {
   struct vbox_machine *m = ld->machine;
   struct snapshot_list list = { 0 };
@@ -732,7 +368,7 @@ vbox_registry_free (struct vbox_registry *reg)
   if (reg == NULL)
     return;
   for (i = 0; i < reg->nr_media; ++i)
-    medium_free (reg->media[i]);
+    vbox_medium_free (reg->media[i]);
   free (reg->media);
   free (reg->slots);
   for (i = 0; i < reg->nr_files; ++i)
@@ -745,7 +381,7 @@ vbox_registry_free (struct vbox_registry *reg)
 int
 vbox_registry_load (struct vbox_registry *reg, const char *filename)
 {
-  struct load ld = {
+  struct vbox_load ld = {
     .reg = reg, .filename = filename, .first_new = reg->nr_media
   };
   char *path = NULL, *slash, **files;
@@ -836,7 +472,7 @@ vbox_registry_load (struct vbox_registry *reg, const char *filename)
 
   registry = vbox_xml_first_child (machine ? machine : global,
                                    "MediaRegistry");
-  if (registry && load_media_registry (&ld, registry) == -1)
+  if (registry && vbox_media_load_registry (&ld, registry) == -1)
     goto out;
 
   if (machine && load_machine_state (&ld, machine) == -1)
@@ -845,7 +481,7 @@ vbox_registry_load (struct vbox_registry *reg, const char *filename)
   /* Success: nothing below can fail. */
   if (ld.machine) {
     for (i = 0; i < ld.machine->nr_disks; ++i)
-      if (lookup (reg, &ld.machine->disks[i]) == NULL)
+      if (vbox_registry_find_uuid (reg, &ld.machine->disks[i]) == NULL)
         vdi_debug ("%s: attached medium {%s} is not in the registry yet",
                    filename, vdi_uuid_format (&ld.machine->disks[i], ubuf));
     reg->machine = ld.machine;
@@ -858,64 +494,12 @@ vbox_registry_load (struct vbox_registry *reg, const char *filename)
 
  out:
   if (r == -1)
-    registry_rollback (reg, ld.first_new);
+    vbox_media_rollback (reg, ld.first_new);
   machine_free (ld.machine);
   xmlFreeDoc (doc);
   free (ld.folder);
   free (path);
   return r;
-}
-
-const struct vbox_medium *
-vbox_registry_find_uuid (const struct vbox_registry *reg,
-                         const struct vdi_uuid *uuid)
-{
-  return lookup (reg, uuid);
-}
-
-size_t
-vbox_registry_nr_children (const struct vbox_registry *reg,
-                           const struct vbox_medium *medium)
-{
-  size_t i, n = 0;
-
-  for (i = 0; i < reg->nr_media; ++i)
-    if (reg->media[i]->parent == medium)
-      n++;
-  return n;
-}
-
-const struct vbox_medium *
-vbox_registry_find_location (const struct vbox_registry *reg,
-                             const char *path)
-{
-  CLEANUP_FREE char *real = realpath (path, NULL);
-  CLEANUP_FREE char *cwd = NULL;
-  CLEANUP_FREE char *absolute = NULL;
-  size_t i;
-
-  /* A file that does not exist is matched by its absolute name. */
-  if (real == NULL && path[0] != '/') {
-    cwd = getcwd (NULL, 0);
-    if (cwd)
-      absolute = vbox_path_join (cwd, path);
-  }
-
-  for (i = 0; i < reg->nr_media; ++i)
-    if (strcmp (reg->media[i]->location, path) == 0 ||
-        (real && strcmp (reg->media[i]->location, real) == 0) ||
-        (absolute && strcmp (reg->media[i]->location, absolute) == 0))
-      return reg->media[i];
-
-  if (real == NULL)
-    return NULL;
-  for (i = 0; i < reg->nr_media; ++i) {
-    CLEANUP_FREE char *other = realpath (reg->media[i]->location, NULL);
-
-    if (other && strcmp (other, real) == 0)
-      return reg->media[i];
-  }
-  return NULL;
 }
 
 const struct vbox_machine *
