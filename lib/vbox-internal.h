@@ -145,4 +145,22 @@ extern int vbox_media_load_registry (struct vbox_load *ld,
 extern void vbox_media_rollback (struct vbox_registry *reg, size_t first_new)
   __attribute__ ((__nonnull__ (1)));
 
+/* vbox-machine.c: the machine of a .vbox file. */
+
+extern void vbox_machine_free (struct vbox_machine *m);
+
+/* Read the attributes of a Machine element into a new machine,
+ * ld->machine, before its media are read (Windows locations are
+ * looked for in its folders).  On error the caller frees ld->machine.
+ */
+extern int vbox_machine_load_attributes (struct vbox_load *ld,
+                                         const xmlNode *node)
+  __attribute__ ((__nonnull__ (1, 2)));
+
+/* Read the attachments and snapshots of a Machine element into
+ * ld->machine, after the media.
+ */
+extern int vbox_machine_load_state (struct vbox_load *ld, const xmlNode *node)
+  __attribute__ ((__nonnull__ (1, 2)));
+
 #endif /* VBOX_INTERNAL_H */
