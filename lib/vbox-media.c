@@ -203,79 +203,97 @@ report_conflict (const struct vbox_load *ld, const xmlNode *node,
              same_file ? "" : existing->registry_file);
 }
 
-/* Read one HardDisk (or legacy DiffHardDisk) element and, recursively,
- * its differencing children.
- */
-static int
-load_hard_disk (struct vbox_load *ld, const xmlNode *node,
-                struct vbox_medium *parent, size_t depth)
+/* The attributes of a HardDisk element. */
+struct hard_disk_attributes {
+  struct vdi_uuid uuid;
+  xmlChar *location;            /* as written */
+  xmlChar *format;              /* NULL if not written */
+  const char *default_format;   /* from a legacy image element, or NULL */
+  const char *type;             /* normalised; NULL if not written */
+  bool auto_reset;
+};
+
+static void
+free_hard_disk_attributes (struct hard_disk_attributes *attrs)
 {
-  CLEANUP_XMLFREE xmlChar *location = NULL;
-  CLEANUP_XMLFREE xmlChar *format = NULL;
+  if (attrs->location)
+    xmlFree (attrs->location);
+  if (attrs->format)
+    xmlFree (attrs->format);
+}
+#define CLEANUP_HARD_DISK_ATTRIBUTES \
+  __attribute__ ((cleanup (free_hard_disk_attributes)))
+
+/* Before settings 1.4 the location was the filePath of a child
+ * element that also gave the format: <VirtualDiskImage filePath=...>
+ * etc.  Returns the location, or NULL if there is none.
+ */
+static xmlChar *
+get_legacy_location (const xmlNode *node, const char **default_format)
+{
+  static const struct { const char *element, *format; } legacy[] = {
+    { "VirtualDiskImage", "VDI" },
+    { "VMDKImage", "VMDK" },
+    { "VHDImage", "VHD" },
+  };
+  xmlChar *location = NULL;
+  size_t i;
+
+  for (i = 0; i < sizeof legacy / sizeof legacy[0] && !location; ++i) {
+    xmlNodePtr image = vbox_xml_first_child (node, legacy[i].element);
+
+    if (image) {
+      location = vbox_xml_get_attr (image, "filePath");
+      *default_format = legacy[i].format;
+    }
+  }
+  return location;
+}
+
+/* Read and check the attributes of a HardDisk element.  attrs is
+ * freed by the caller, after an error too.  Kept out of
+ * load_hard_disk, which recurses, for its buffers.
+ */
+static int __attribute__ ((__noinline__))
+parse_hard_disk_attributes (const struct vbox_load *ld, const xmlNode *node,
+                            struct hard_disk_attributes *attrs)
+{
   CLEANUP_XMLFREE xmlChar *type = NULL;
   CLEANUP_XMLFREE xmlChar *auto_reset = NULL;
   char ubuf[VDI_UUID_STRLEN], tbuf[VBOX_MSG_TEXT_MAX];
-  const char *default_format = NULL;
-  const char *norm_type = NULL;
-  struct vbox_medium *m, *existing;
-  struct vdi_uuid uuid;
-  CLEANUP_FREE char *resolved = NULL;
-  xmlNodePtr c;
-  int b = 0;
+  int b;
 
-  if (depth > VBOX_MAX_MEDIUM_DEPTH) {
-    vdi_error ("%s: line %ld: HardDisk elements are nested more than %d "
-               "deep (VirtualBox's limit)",
-               ld->filename, xmlGetLineNo (node), VBOX_MAX_MEDIUM_DEPTH);
-    return -1;
-  }
-
-  if (vbox_xml_get_uuid_attr (ld->filename, node, "uuid", true, &uuid) == -1)
+  if (vbox_xml_get_uuid_attr (ld->filename, node, "uuid", true,
+                              &attrs->uuid) == -1)
     return -1;
 
-  location = vbox_xml_get_attr (node, "location");
-  if (location == NULL) {
-    /* Before settings 1.4: <VirtualDiskImage filePath=...> etc. */
-    static const struct { const char *element, *format; } legacy[] = {
-      { "VirtualDiskImage", "VDI" },
-      { "VMDKImage", "VMDK" },
-      { "VHDImage", "VHD" },
-    };
-    size_t i;
-
-    for (i = 0; i < sizeof legacy / sizeof legacy[0] && !location; ++i) {
-      xmlNodePtr image = vbox_xml_first_child (node, legacy[i].element);
-
-      if (image) {
-        location = vbox_xml_get_attr (image, "filePath");
-        default_format = legacy[i].format;
-      }
-    }
-  }
-  if (location == NULL) {
+  attrs->location = vbox_xml_get_attr (node, "location");
+  if (attrs->location == NULL)
+    attrs->location = get_legacy_location (node, &attrs->default_format);
+  if (attrs->location == NULL) {
     vdi_error ("%s: line %ld: <%s> {%s} has no location attribute",
                ld->filename, xmlGetLineNo (node), node->name,
-               vdi_uuid_format (&uuid, ubuf));
+               vdi_uuid_format (&attrs->uuid, ubuf));
     return -1;
   }
 
-  format = vbox_xml_get_attr (node, "format");
-  if (format == NULL && default_format == NULL) {
+  attrs->format = vbox_xml_get_attr (node, "format");
+  if (attrs->format == NULL && attrs->default_format == NULL) {
     vdi_error ("%s: line %ld: <%s> {%s} has no format attribute",
                ld->filename, xmlGetLineNo (node), node->name,
-               vdi_uuid_format (&uuid, ubuf));
+               vdi_uuid_format (&attrs->uuid, ubuf));
     return -1;
   }
 
   type = vbox_xml_get_attr (node, "type");
   if (type) {
-    norm_type = normalise_type ((const char *) type);
-    if (norm_type == NULL) {
+    attrs->type = normalise_type ((const char *) type);
+    if (attrs->type == NULL) {
       vdi_error ("%s: line %ld: <%s> {%s} has type \"%s\", which is not "
                  "one of Normal, Immutable, Writethrough, Shareable, "
                  "Readonly or MultiAttach",
                  ld->filename, xmlGetLineNo (node), node->name,
-                 vdi_uuid_format (&uuid, ubuf),
+                 vdi_uuid_format (&attrs->uuid, ubuf),
                  vbox_xml_clean_text (type, tbuf, sizeof tbuf));
       return -1;
     }
@@ -288,62 +306,118 @@ load_hard_disk (struct vbox_load *ld, const xmlNode *node,
       vdi_error ("%s: line %ld: <%s> {%s} has autoReset \"%s\", which is "
                  "neither true nor false",
                  ld->filename, xmlGetLineNo (node), node->name,
-                 vdi_uuid_format (&uuid, ubuf),
+                 vdi_uuid_format (&attrs->uuid, ubuf),
                  vbox_xml_clean_text (auto_reset, tbuf, sizeof tbuf));
       return -1;
     }
+    attrs->auto_reset = b == 1;
+  }
+  return 0;
+}
+
+/* A medium already in the registry, seen again at node with location
+ * (resolved) and parent.  VirtualBox merges the same medium seen in
+ * several registries; it must be the same medium though.
+ */
+static int
+check_same_medium (const struct vbox_load *ld, const xmlNode *node,
+                   const struct vbox_medium *existing, const char *location,
+                   const struct vbox_medium *parent)
+{
+  char ubuf[VDI_UUID_STRLEN];
+
+  if (existing->parent != parent ||
+      strcmp (existing->location, location) != 0) {
+    report_conflict (ld, node, existing, location, parent);
+    return -1;
+  }
+  vdi_debug ("%s: line %ld: medium {%s} is also in %s",
+             ld->filename, xmlGetLineNo (node),
+             vdi_uuid_format (&existing->uuid, ubuf),
+             existing->registry_file);
+  return 0;
+}
+
+/* Append a new medium made of attrs to the registry.  It takes
+ * location (resolved), after an error too.  Returns the medium, or
+ * NULL after an error.
+ */
+static struct vbox_medium *
+add_medium (const struct vbox_load *ld,
+            const struct hard_disk_attributes *attrs, char *location,
+            struct vbox_medium *parent, size_t depth)
+{
+  struct vbox_medium *m;
+
+  m = calloc (1, sizeof *m);
+  if (m == NULL) {
+    vdi_error ("calloc: %m");
+    free (location);
+    return NULL;
+  }
+  m->uuid = attrs->uuid;
+  m->location = location;
+  m->location_as_written = strdup ((const char *) attrs->location);
+  m->format = strdup (attrs->format
+                      ? (const char *) attrs->format : attrs->default_format);
+  if (m->location_as_written == NULL || m->format == NULL) {
+    vdi_error ("strdup: %m");
+    vbox_medium_free (m);
+    return NULL;
+  }
+  /* VirtualBox writes type on base media only; diffs inherit it. */
+  if (parent)
+    m->type = parent->type;
+  else
+    m->type = attrs->type ? attrs->type : "Normal";
+  m->auto_reset = attrs->auto_reset;
+  m->parent = parent;
+  m->depth = depth;
+  m->registry_file = ld->path;
+  if (registry_add (ld->reg, m) == -1) {
+    vbox_medium_free (m);
+    return NULL;
+  }
+  return m;
+}
+
+/* Read one HardDisk (or legacy DiffHardDisk) element and, recursively,
+ * its differencing children.
+ */
+static int
+load_hard_disk (struct vbox_load *ld, const xmlNode *node,
+                struct vbox_medium *parent, size_t depth)
+{
+  CLEANUP_HARD_DISK_ATTRIBUTES struct hard_disk_attributes attrs = { 0 };
+  CLEANUP_FREE char *resolved = NULL;
+  struct vbox_medium *m;
+  xmlNodePtr c;
+
+  if (depth > VBOX_MAX_MEDIUM_DEPTH) {
+    vdi_error ("%s: line %ld: HardDisk elements are nested more than %d "
+               "deep (VirtualBox's limit)",
+               ld->filename, xmlGetLineNo (node), VBOX_MAX_MEDIUM_DEPTH);
+    return -1;
   }
 
+  if (parse_hard_disk_attributes (ld, node, &attrs) == -1)
+    return -1;
   resolved = vbox_path_resolve_location (ld->filename, node, ld->folder,
-                                        current_machine (ld),
-                                        (const char *) location);
+                                         current_machine (ld),
+                                         (const char *) attrs.location);
   if (resolved == NULL)
     return -1;
 
-  existing = lookup (ld->reg, &uuid);
-  if (existing) {
-    /* VirtualBox merges the same medium seen in several registries;
-     * it must be the same medium though.
-     */
-    if (existing->parent != parent ||
-        strcmp (existing->location, resolved) != 0) {
-      report_conflict (ld, node, existing, resolved, parent);
+  m = lookup (ld->reg, &attrs.uuid);
+  if (m) {
+    if (check_same_medium (ld, node, m, resolved, parent) == -1)
       return -1;
-    }
-    vdi_debug ("%s: line %ld: medium {%s} is also in %s",
-               ld->filename, xmlGetLineNo (node),
-               vdi_uuid_format (&uuid, ubuf), existing->registry_file);
-    m = existing;
   }
   else {
-    m = calloc (1, sizeof *m);
-    if (m == NULL) {
-      vdi_error ("calloc: %m");
+    m = add_medium (ld, &attrs, resolved, parent, depth);
+    resolved = NULL;            /* add_medium took it */
+    if (m == NULL)
       return -1;
-    }
-    m->uuid = uuid;
-    m->location = resolved;
-    resolved = NULL;
-    m->location_as_written = strdup ((const char *) location);
-    m->format = strdup (format ? (const char *) format : default_format);
-    if (m->location_as_written == NULL || m->format == NULL) {
-      vdi_error ("strdup: %m");
-      vbox_medium_free (m);
-      return -1;
-    }
-    /* VirtualBox writes type on base media only; diffs inherit it. */
-    if (parent)
-      m->type = parent->type;
-    else
-      m->type = norm_type ? norm_type : "Normal";
-    m->auto_reset = b == 1;
-    m->parent = parent;
-    m->depth = depth;
-    m->registry_file = ld->path;
-    if (registry_add (ld->reg, m) == -1) {
-      vbox_medium_free (m);
-      return -1;
-    }
   }
 
   for (c = node->children; c; c = c->next) {
