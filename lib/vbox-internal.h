@@ -109,6 +109,12 @@ extern int vbox_xml_parse_bool (const char *text)
 extern char *vbox_path_join (const char *dir, const char *name)
   __attribute__ ((__nonnull__ (1, 2)));
 
+/* The folder of an absolute path, "/" for a file in the root folder.
+ * NULL after an error.
+ */
+extern char *vbox_path_folder (const char *path)
+  __attribute__ ((__nonnull__ (1)));
+
 /* A medium location as written in node of filename, resolved to an
  * absolute path: relative to folder (the folder of filename), or for
  * a Windows path, looked for in the folders of machine (NULL if there

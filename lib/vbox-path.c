@@ -44,6 +44,23 @@ vbox_path_join (const char *dir, const char *name)
   return path;
 }
 
+char *
+vbox_path_folder (const char *path)
+{
+  char *folder = strdup (path), *slash;
+
+  if (folder == NULL) {
+    vdi_error ("strdup: %m");
+    return NULL;
+  }
+  slash = strrchr (folder, '/');
+  if (slash == folder)
+    slash[1] = '\0';
+  else if (slash)
+    *slash = '\0';
+  return folder;
+}
+
 static bool
 has_drive_letter (const char *path)
 {

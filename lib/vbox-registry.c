@@ -16,7 +16,6 @@
 #include <config.h>
 
 #include <stdlib.h>
-#include <string.h>
 
 #include <libxml/tree.h>
 
@@ -51,18 +50,124 @@ vbox_registry_free (struct vbox_registry *reg)
   free (reg);
 }
 
+/* Check the root element of a settings file.  Returns it, or NULL
+ * after an error.
+ */
+static xmlNodePtr
+get_root (const char *filename, xmlDocPtr doc)
+{
+  CLEANUP_XMLFREE xmlChar *version = NULL;
+  xmlNodePtr root;
+  char buf[VBOX_MSG_TEXT_MAX];
+
+  root = xmlDocGetRootElement (doc);
+  if (root == NULL) {
+    vdi_error ("%s: the XML document has no root element", filename);
+    return NULL;
+  }
+  if (!xmlStrEqual (root->name, BAD_CAST "VirtualBox")) {
+    vdi_error ("%s: not a VirtualBox settings file: the root element is "
+               "<%s>, not <VirtualBox>",
+               filename, vbox_xml_clean_text (root->name, buf, sizeof buf));
+    return NULL;
+  }
+  if (!vbox_xml_is_settings_namespace (root->ns)) {
+    vdi_error ("%s: not a VirtualBox settings file: <VirtualBox> is in "
+               "namespace %s",
+               filename,
+               vbox_xml_clean_text (root->ns->href, buf, sizeof buf));
+    return NULL;
+  }
+  version = vbox_xml_get_attr (root, "version");
+  vdi_debug ("%s: settings version %s", filename,
+             version
+             ? vbox_xml_clean_text (version, buf, sizeof buf) : "(none)");
+  return root;
+}
+
+/* The Machine element of a .vbox file or the Global element of
+ * VirtualBox.xml: root holds exactly one of them, and the other is
+ * set to NULL.
+ */
+static int
+get_machine_or_global (const char *filename, const xmlNode *root,
+                       xmlNodePtr *machine, xmlNodePtr *global)
+{
+  *machine = vbox_xml_first_child (root, "Machine");
+  *global = vbox_xml_first_child (root, "Global");
+  if (*machine && *global) {
+    vdi_error ("%s: <VirtualBox> holds both <Machine> and <Global>",
+               filename);
+    return -1;
+  }
+  if (!*machine && !*global) {
+    vdi_error ("%s: <VirtualBox> holds neither <Machine> (a .vbox file) "
+               "nor <Global> (VirtualBox.xml)", filename);
+    return -1;
+  }
+  return 0;
+}
+
+/* Read the media and, for a .vbox file, the machine: its attributes
+ * before the media (Windows locations are looked for in its folders),
+ * its attachments and snapshots after them.
+ */
+static int
+load_settings (struct vbox_load *ld, const xmlNode *machine,
+               const xmlNode *global)
+{
+  xmlNodePtr registry;
+
+  if (machine) {
+    if (ld->reg->machine) {
+      vdi_error ("%s: a machine is already loaded from %s: only one "
+                 ".vbox file can be loaded",
+                 ld->filename, ld->reg->machine->filename);
+      return -1;
+    }
+    if (vbox_machine_load_attributes (ld, machine) == -1)
+      return -1;
+  }
+
+  registry = vbox_xml_first_child (machine ? machine : global,
+                                   "MediaRegistry");
+  if (registry && vbox_media_load_registry (ld, registry) == -1)
+    return -1;
+
+  if (machine && vbox_machine_load_state (ld, machine) == -1)
+    return -1;
+  return 0;
+}
+
+/* After a load that succeeded: hand its machine, if any, over to the
+ * registry.  Nothing here can fail.
+ */
+static void
+adopt_machine (struct vbox_load *ld)
+{
+  char ubuf[VDI_UUID_STRLEN];
+  size_t i;
+
+  if (ld->machine == NULL)
+    return;
+  for (i = 0; i < ld->machine->nr_disks; ++i)
+    if (vbox_registry_find_uuid (ld->reg, &ld->machine->disks[i]) == NULL)
+      vdi_debug ("%s: attached medium {%s} is not in the registry yet",
+                 ld->filename,
+                 vdi_uuid_format (&ld->machine->disks[i], ubuf));
+  ld->reg->machine = ld->machine;
+  ld->machine = NULL;
+}
+
 int
 vbox_registry_load (struct vbox_registry *reg, const char *filename)
 {
   struct vbox_load ld = {
     .reg = reg, .filename = filename, .first_new = reg->nr_media
   };
-  char *path = NULL, *slash, **files;
+  char *path = NULL, **files;
   xmlDocPtr doc = NULL;
-  xmlNodePtr root, machine, global, registry;
-  char buf[VBOX_MSG_TEXT_MAX];
-  char ubuf[VDI_UUID_STRLEN];
-  size_t i;
+  xmlNodePtr root, machine, global;
   int r = -1;
 
   path = realpath (filename, NULL);
@@ -71,16 +176,9 @@ vbox_registry_load (struct vbox_registry *reg, const char *filename)
     return -1;
   }
   ld.path = path;
-  ld.folder = strdup (path);
-  if (ld.folder == NULL) {
-    vdi_error ("strdup: %m");
+  ld.folder = vbox_path_folder (path);
+  if (ld.folder == NULL)
     goto out;
-  }
-  slash = strrchr (ld.folder, '/');
-  if (slash == ld.folder)
-    slash[1] = '\0';
-  else if (slash)
-    *slash = '\0';
 
   /* Room to record the file, so that nothing can fail once loaded. */
   files = realloc (reg->files, (reg->nr_files + 1) * sizeof *files);
@@ -93,73 +191,14 @@ vbox_registry_load (struct vbox_registry *reg, const char *filename)
   doc = vbox_xml_parse_file (filename);
   if (doc == NULL)
     goto out;
-
-  root = xmlDocGetRootElement (doc);
-  if (root == NULL) {
-    vdi_error ("%s: the XML document has no root element", filename);
-    goto out;
-  }
-  if (!xmlStrEqual (root->name, BAD_CAST "VirtualBox")) {
-    vdi_error ("%s: not a VirtualBox settings file: the root element is "
-               "<%s>, not <VirtualBox>",
-               filename, vbox_xml_clean_text (root->name, buf, sizeof buf));
-    goto out;
-  }
-  if (!vbox_xml_is_settings_namespace (root->ns)) {
-    vdi_error ("%s: not a VirtualBox settings file: <VirtualBox> is in "
-               "namespace %s",
-               filename,
-               vbox_xml_clean_text (root->ns->href, buf, sizeof buf));
-    goto out;
-  }
-  {
-    CLEANUP_XMLFREE xmlChar *version = vbox_xml_get_attr (root, "version");
-
-    vdi_debug ("%s: settings version %s", filename,
-               version
-               ? vbox_xml_clean_text (version, buf, sizeof buf) : "(none)");
-  }
-
-  machine = vbox_xml_first_child (root, "Machine");
-  global = vbox_xml_first_child (root, "Global");
-  if (machine && global) {
-    vdi_error ("%s: <VirtualBox> holds both <Machine> and <Global>",
-               filename);
-    goto out;
-  }
-  if (!machine && !global) {
-    vdi_error ("%s: <VirtualBox> holds neither <Machine> (a .vbox file) "
-               "nor <Global> (VirtualBox.xml)", filename);
-    goto out;
-  }
-
-  if (machine) {
-    if (reg->machine) {
-      vdi_error ("%s: a machine is already loaded from %s: only one "
-                 ".vbox file can be loaded", filename, reg->machine->filename);
-      goto out;
-    }
-    if (vbox_machine_load_attributes (&ld, machine) == -1)
-      goto out;
-  }
-
-  registry = vbox_xml_first_child (machine ? machine : global,
-                                   "MediaRegistry");
-  if (registry && vbox_media_load_registry (&ld, registry) == -1)
-    goto out;
-
-  if (machine && vbox_machine_load_state (&ld, machine) == -1)
+  root = get_root (filename, doc);
+  if (root == NULL ||
+      get_machine_or_global (filename, root, &machine, &global) == -1 ||
+      load_settings (&ld, machine, global) == -1)
     goto out;
 
   /* Success: nothing below can fail. */
-  if (ld.machine) {
-    for (i = 0; i < ld.machine->nr_disks; ++i)
-      if (vbox_registry_find_uuid (reg, &ld.machine->disks[i]) == NULL)
-        vdi_debug ("%s: attached medium {%s} is not in the registry yet",
-                   filename, vdi_uuid_format (&ld.machine->disks[i], ubuf));
-    reg->machine = ld.machine;
-    ld.machine = NULL;
-  }
+  adopt_machine (&ld);
   reg->files[reg->nr_files++] = path;
   path = NULL;
   vdi_debug ("%s: %zu media in the registry", filename, reg->nr_media);
