@@ -275,19 +275,14 @@ vbox_machine_load_attributes (struct vbox_load *ld, const xmlNode *node)
   return 0;
 }
 
-int
-vbox_machine_load_state (struct vbox_load *ld, const xmlNode *node)
+/* Read the snapshot tree under a Machine element into m. */
+static int
+load_snapshots (const struct vbox_load *ld, const xmlNode *node,
+                struct vbox_machine *m)
 {
-  struct vbox_machine *m = ld->machine;
   struct snapshot_list list = { 0 };
-  CLEANUP_FREE struct vbox_snapshot **sorted = NULL;
-  char ubuf[VDI_UUID_STRLEN], nbuf[VBOX_MSG_TEXT_MAX];
   xmlNodePtr c;
   size_t i;
-  bool found;
-
-  if (load_attachments (ld, node, &m->disks, &m->nr_disks) == -1)
-    return -1;
 
   for (c = node->children; c; c = c->next) {
     if (vbox_xml_is_element (c, "Snapshot") &&
@@ -298,43 +293,10 @@ vbox_machine_load_state (struct vbox_load *ld, const xmlNode *node)
   /* Hand the list over, then link the parents. */
   m->snapshots = list.snapshots;
   m->nr_snapshots = list.n;
-  list.snapshots = NULL;
   for (i = 0; i < m->nr_snapshots; ++i)
     m->snapshots[i].parent = list.parents[i] == SIZE_MAX
       ? NULL : &m->snapshots[list.parents[i]];
   free (list.parents);
-  list.parents = NULL;
-
-  if (m->nr_snapshots > 1) {
-    sorted = malloc (m->nr_snapshots * sizeof *sorted);
-    if (sorted == NULL) {
-      vdi_error ("malloc: %m");
-      return -1;
-    }
-    for (i = 0; i < m->nr_snapshots; ++i)
-      sorted[i] = &m->snapshots[i];
-    qsort (sorted, m->nr_snapshots, sizeof *sorted, compare_snapshot_uuids);
-    for (i = 1; i < m->nr_snapshots; ++i) {
-      if (vdi_uuid_equal (&sorted[i - 1]->uuid, &sorted[i]->uuid)) {
-        vdi_error ("%s: duplicate snapshot UUID {%s}",
-                   ld->filename, vdi_uuid_format (&sorted[i]->uuid, ubuf));
-        return -1;
-      }
-    }
-  }
-
-  if (m->has_current_snapshot) {
-    found = false;
-    for (i = 0; i < m->nr_snapshots && !found; ++i)
-      found = vdi_uuid_equal (&m->snapshots[i].uuid, &m->current_snapshot);
-    if (!found) {
-      vdi_error ("%s: the current snapshot {%s} of machine \"%s\" is not "
-                 "one of its snapshots",
-                 ld->filename, vdi_uuid_format (&m->current_snapshot, ubuf),
-                 vbox_xml_clean_text (m->name, nbuf, sizeof nbuf));
-      return -1;
-    }
-  }
   return 0;
 
  err:
@@ -346,6 +308,68 @@ vbox_machine_load_state (struct vbox_load *ld, const xmlNode *node)
   free (list.snapshots);
   free (list.parents);
   return -1;
+}
+
+/* No two snapshots of m may have the same UUID. */
+static int
+check_snapshot_uuids (const char *filename, const struct vbox_machine *m)
+{
+  CLEANUP_FREE const struct vbox_snapshot **sorted = NULL;
+  char ubuf[VDI_UUID_STRLEN];
+  size_t i;
+
+  if (m->nr_snapshots <= 1)
+    return 0;
+  sorted = malloc (m->nr_snapshots * sizeof *sorted);
+  if (sorted == NULL) {
+    vdi_error ("malloc: %m");
+    return -1;
+  }
+  for (i = 0; i < m->nr_snapshots; ++i)
+    sorted[i] = &m->snapshots[i];
+  qsort (sorted, m->nr_snapshots, sizeof *sorted, compare_snapshot_uuids);
+  for (i = 1; i < m->nr_snapshots; ++i) {
+    if (vdi_uuid_equal (&sorted[i - 1]->uuid, &sorted[i]->uuid)) {
+      vdi_error ("%s: duplicate snapshot UUID {%s}",
+                 filename, vdi_uuid_format (&sorted[i]->uuid, ubuf));
+      return -1;
+    }
+  }
+  return 0;
+}
+
+/* The current snapshot of m, if it has one, must be one of its
+ * snapshots.
+ */
+static int
+check_current_snapshot (const char *filename, const struct vbox_machine *m)
+{
+  char ubuf[VDI_UUID_STRLEN], nbuf[VBOX_MSG_TEXT_MAX];
+  size_t i;
+
+  if (!m->has_current_snapshot)
+    return 0;
+  for (i = 0; i < m->nr_snapshots; ++i)
+    if (vdi_uuid_equal (&m->snapshots[i].uuid, &m->current_snapshot))
+      return 0;
+  vdi_error ("%s: the current snapshot {%s} of machine \"%s\" is not "
+             "one of its snapshots",
+             filename, vdi_uuid_format (&m->current_snapshot, ubuf),
+             vbox_xml_clean_text (m->name, nbuf, sizeof nbuf));
+  return -1;
+}
+
+int
+vbox_machine_load_state (struct vbox_load *ld, const xmlNode *node)
+{
+  struct vbox_machine *m = ld->machine;
+
+  if (load_attachments (ld, node, &m->disks, &m->nr_disks) == -1 ||
+      load_snapshots (ld, node, m) == -1 ||
+      check_snapshot_uuids (ld->filename, m) == -1 ||
+      check_current_snapshot (ld->filename, m) == -1)
+    return -1;
+  return 0;
 }
 
 /* Lookups. */
