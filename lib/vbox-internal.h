@@ -42,6 +42,7 @@ struct vbox_load {
   size_t first_new;             /* media appended by this load start here */
 };
 
+/* Frees an xmlChar * at the end of its scope (NULL is fine). */
 static inline void
 cleanup_xmlfree (void *ptr)
 {
@@ -69,11 +70,15 @@ extern xmlDocPtr vbox_xml_parse_file (const char *filename)
 /* True for no namespace or a namespace of VirtualBox settings files. */
 extern bool vbox_xml_is_settings_namespace (const xmlNs *ns);
 
-/* True if node is the element name of a settings file. */
+/* True if node is an element called name, in no namespace or a
+ * namespace of VirtualBox settings files.
+ */
 extern bool vbox_xml_is_element (const xmlNode *node, const char *name)
   __attribute__ ((__nonnull__ (1, 2)));
 
-/* The first child element name of parent, or NULL. */
+/* The first child of parent that is the element name (as
+ * vbox_xml_is_element has it), or NULL.
+ */
 extern xmlNodePtr vbox_xml_first_child (const xmlNode *parent,
                                         const char *name)
   __attribute__ ((__nonnull__ (1, 2)));
@@ -137,6 +142,7 @@ extern char *vbox_path_resolve_snapshot_folder (const char *folder,
 
 /* vbox-media.c: the media registry. */
 
+/* Free a medium (NULL is fine). */
 extern void vbox_medium_free (struct vbox_medium *m);
 
 /* Read the HardDisk trees of a MediaRegistry element into the
@@ -153,6 +159,7 @@ extern void vbox_media_rollback (struct vbox_registry *reg, size_t first_new)
 
 /* vbox-machine.c: the machine of a .vbox file. */
 
+/* Free a machine (NULL is fine). */
 extern void vbox_machine_free (struct vbox_machine *m);
 
 /* Read the attributes of a Machine element into a new machine,

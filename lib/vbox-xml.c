@@ -65,7 +65,8 @@
 
 /* Elements nested deeper than this stop the parser.  It leaves room
  * for VBOX_MAX_MEDIUM_DEPTH HardDisks and for VBOX_MAX_SNAPSHOT_DEPTH
- * snapshots (two elements each, Snapshot and Snapshots).
+ * (vbox-machine.c) snapshots (two elements each, Snapshot and
+ * Snapshots).
  */
 #define VBOX_MAX_ELEMENT_DEPTH 1024
 
