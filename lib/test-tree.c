@@ -210,3 +210,22 @@ block_byte (struct vdi_chain *chain, uint32_t b)
       return -1;
   return buf[0];
 }
+
+void
+write_vbox (const char *rel, const char *disks)
+{
+  FILE *fp = fopen (at (rel), "w");
+
+  CU_ASSERT_PTR_NOT_NULL_FATAL (fp);
+  fprintf (fp,
+           "<?xml version=\"1.0\"?>\n"
+           "<VirtualBox xmlns=\"http://www.virtualbox.org/\" "
+           "version=\"1.19-linux\">\n"
+           " <Machine uuid=\"{5eed0000-0000-4000-8000-000000000001}\" "
+           "name=\"M\">\n"
+           "  <MediaRegistry><HardDisks>\n%s\n"
+           "  </HardDisks></MediaRegistry>\n"
+           " </Machine>\n"
+           "</VirtualBox>\n", disks);
+  fclose (fp);
+}

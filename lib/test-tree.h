@@ -61,4 +61,9 @@ extern struct vdi_image *open_img (const char *rel);
  */
 extern int block_byte (struct vdi_chain *chain, uint32_t b);
 
+/* Write top_dir/rel, the settings file of machine "M" whose media
+ * registry holds these HardDisk elements.
+ */
+extern void write_vbox (const char *rel, const char *disks);
+
 #endif /* TEST_TREE_H */

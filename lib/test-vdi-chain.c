@@ -45,26 +45,6 @@ chain_open (const char *rel, const char *const *dirs, size_t nr_dirs,
   return vdi_chain_open (at (rel), 0, &search);
 }
 
-/* A machine settings file holding these HardDisk elements. */
-static void
-write_vbox (const char *rel, const char *disks)
-{
-  FILE *fp = fopen (at (rel), "w");
-
-  CU_ASSERT_PTR_NOT_NULL_FATAL (fp);
-  fprintf (fp,
-           "<?xml version=\"1.0\"?>\n"
-           "<VirtualBox xmlns=\"http://www.virtualbox.org/\" "
-           "version=\"1.19-linux\">\n"
-           " <Machine uuid=\"{5eed0000-0000-4000-8000-000000000001}\" "
-           "name=\"M\">\n"
-           "  <MediaRegistry><HardDisks>\n%s\n"
-           "  </HardDisks></MediaRegistry>\n"
-           " </Machine>\n"
-           "</VirtualBox>\n", disks);
-  fclose (fp);
-}
-
 static char uuid_buf[VDI_UUID_STRLEN];
 
 static const char *

@@ -26,6 +26,7 @@
 #include <CUnit/Basic.h>
 
 #include "libvdi.h"
+#include "vbox-registry.h"
 #include "test-common.h"
 #include "test-tree.h"
 
@@ -405,6 +406,67 @@ test_merge_child_larger (void)
   dir_remove ();
 }
 
+/* With a registry, children are the media it nests: the parent's
+ * other child there (in a folder no scan would read) stops the merge;
+ * and a registered image cannot be the one removed.
+ */
+static void
+test_merge_registry (void)
+{
+  struct img base, a, b;
+  struct vbox_registry *reg;
+  struct vdi_parent_search search = { .registry = NULL };
+  struct vdi_merge m = { .direction = VDI_MERGE_INTO_PARENT,
+                         .search = &search };
+  char xml[1024], u1[VDI_UUID_STRLEN], u2[VDI_UUID_STRLEN];
+
+  dir_make ();
+  img_base (&base, 1, 2, "DD");
+  img_child (&a, 2, &base, "DF");
+  img_child (&b, 3, &base, "FD");
+  img_write (&base, chain_rel (0));
+  img_write (&a, "m/Snapshots/a.vdi");
+  img_write (&b, "elsewhere/b.vdi");
+  snprintf (xml, sizeof xml,
+            "<HardDisk uuid=\"{%s}\" location=\"base.vdi\" format=\"VDI\">"
+            "<HardDisk uuid=\"{%s}\" location=\"../elsewhere/b.vdi\" "
+            "format=\"VDI\"/></HardDisk>",
+            vdi_uuid_format (&base.h.uuid_create, u1),
+            vdi_uuid_format (&b.h.uuid_create, u2));
+  write_vbox ("m/m.vbox", xml);
+  reg = vbox_registry_new ();
+  CU_ASSERT_EQUAL_FATAL (vbox_registry_load (reg, at ("m/m.vbox")), 0);
+  search.registry = reg;
+
+  /* Without the registry, the scan finds no other child. */
+  CU_ASSERT_EQUAL (merge ("m/Snapshots/a.vdi", VDI_MERGE_INTO_CHILD), 0);
+  ASSERT_NO_ERROR ();
+  dir_remove ();
+  vbox_registry_free (reg);
+
+  /* The same again, with the registry. */
+  test_log_reset ();
+  dir_make ();
+  img_write (&base, chain_rel (0));
+  img_write (&a, "m/Snapshots/a.vdi");
+  img_write (&b, "elsewhere/b.vdi");
+  write_vbox ("m/m.vbox", xml);
+  reg = vbox_registry_new ();
+  CU_ASSERT_EQUAL_FATAL (vbox_registry_load (reg, at ("m/m.vbox")), 0);
+  search.registry = reg;
+  CU_ASSERT_EQUAL (vdi_merge (at ("m/Snapshots/a.vdi"), &m), -1);
+  ASSERT_ONE_ERROR (at ("m/Snapshots/a.vdi"), "another child");
+  CU_ASSERT_PTR_NOT_NULL (strstr (test_log.last_error, "b.vdi"));
+
+  /* b is registered: merging it into its parent would remove it. */
+  test_log_reset ();
+  CU_ASSERT_EQUAL (vdi_merge (at ("elsewhere/b.vdi"), &m), -1);
+  ASSERT_ONE_ERROR (at ("elsewhere/b.vdi"), "registered");
+  CU_ASSERT_EQUAL (access (at ("elsewhere/b.vdi"), F_OK), 0);
+  vbox_registry_free (reg);
+  dir_remove ();
+}
+
 /* Write the journal that a merge leaves when it is killed after
  * copying its data.
  */
@@ -531,6 +593,7 @@ main (void)
   ADD_TEST (s, test_merge_in_use);
   ADD_TEST (s, test_merge_no_parent);
   ADD_TEST (s, test_merge_child_larger);
+  ADD_TEST (s, test_merge_registry);
   ADD_TEST (s, test_merge_finish_into_parent);
   ADD_TEST (s, test_merge_finish_into_child);
   ADD_TEST (s, test_merge_bad_journal);

@@ -456,15 +456,27 @@ vbox_registry_find_uuid (const struct vbox_registry *reg,
   return lookup (reg, uuid);
 }
 
+const struct vbox_medium *
+vbox_registry_next_child (const struct vbox_registry *reg,
+                          const struct vbox_medium *medium, size_t *pos)
+{
+  while (*pos < reg->nr_media) {
+    const struct vbox_medium *m = reg->media[(*pos)++];
+
+    if (m->parent == medium)
+      return m;
+  }
+  return NULL;
+}
+
 size_t
 vbox_registry_nr_children (const struct vbox_registry *reg,
                            const struct vbox_medium *medium)
 {
-  size_t i, n = 0;
+  size_t pos = 0, n = 0;
 
-  for (i = 0; i < reg->nr_media; ++i)
-    if (reg->media[i]->parent == medium)
-      n++;
+  while (vbox_registry_next_child (reg, medium, &pos))
+    n++;
   return n;
 }
 

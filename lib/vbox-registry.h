@@ -70,6 +70,13 @@ extern const struct vbox_medium *
 vbox_registry_find_uuid (const struct vbox_registry *reg,
                          const struct vdi_uuid *uuid)
   __attribute__ ((__nonnull__ (1, 2)));
+/* The differencing children of medium, one a call: start with *pos
+ * 0; NULL after the last.
+ */
+extern const struct vbox_medium *
+vbox_registry_next_child (const struct vbox_registry *reg,
+                          const struct vbox_medium *medium, size_t *pos)
+  __attribute__ ((__nonnull__ (1, 2, 3)));
 /* How many differencing children the registry gives medium. */
 extern size_t vbox_registry_nr_children (const struct vbox_registry *reg,
                                          const struct vbox_medium *medium)

@@ -563,6 +563,60 @@ scan_for_children (struct finder *f, const struct vdi_image *parent)
   return 0;
 }
 
+/* Append a copy of path to the list *paths of *n. */
+static int
+append_path (char ***paths, size_t *n, const char *path)
+{
+  char **list = realloc (*paths, (*n + 1) * sizeof *list);
+
+  if (list == NULL) {
+    vdi_error ("realloc: %m");
+    return -1;
+  }
+  *paths = list;
+  list[*n] = strdup (path);
+  if (list[*n] == NULL) {
+    vdi_error ("strdup: %m");
+    return -1;
+  }
+  ++*n;
+  return 0;
+}
+
+static void
+free_paths (char **paths, size_t n)
+{
+  size_t i;
+
+  for (i = 0; i < n; ++i)
+    free (paths[i]);
+  free (paths);
+}
+
+/* The children of parent that the registry gives its medium. */
+static int
+registry_children (const struct vdi_image *parent,
+                   const struct vbox_registry *reg,
+                   char ***paths, size_t *n)
+{
+  const struct vbox_medium *medium, *child;
+  size_t pos = 0;
+
+  medium = vbox_registry_find_uuid (reg,
+                                    &vdi_image_header (parent)->uuid_create);
+  if (medium == NULL)
+    return 0;
+  while ((child = vbox_registry_next_child (reg, medium, &pos)) != NULL) {
+    if (append_path (paths, n, child->location) == -1) {
+      free_paths (*paths, *n);
+      *paths = NULL;
+      *n = 0;
+      return -1;
+    }
+  }
+  return 0;
+}
+
 int
 vdi_find_children (const struct vdi_image *parent,
                    const struct vdi_parent_search *search,
@@ -572,15 +626,11 @@ vdi_find_children (const struct vdi_image *parent,
   const struct vdi_uuid *uuid = &vdi_image_header (parent)->uuid_create;
   struct stat self;
   size_t i, j;
-  char **list;
 
   *paths = NULL;
   *n = 0;
-  if (search->registry) {
-    vdi_error ("%s: finding children in a media registry is not "
-               "supported", vdi_image_filename (parent));
-    return -1;
-  }
+  if (search->registry)
+    return registry_children (parent, search->registry, paths, n);
   if (fstat (vdi_image_fd (parent), &self) == -1) {
     vdi_error ("%s: fstat: %m", vdi_image_filename (parent));
     return -1;
@@ -602,27 +652,15 @@ vdi_find_children (const struct vdi_image *parent,
         break;
     if (j < i)
       continue;
-    list = realloc (*paths, (*n + 1) * sizeof *list);
-    if (list == NULL) {
-      vdi_error ("realloc: %m");
+    if (append_path (paths, n, c->path) == -1)
       goto err;
-    }
-    *paths = list;
-    (*paths)[*n] = strdup (c->path);
-    if ((*paths)[*n] == NULL) {
-      vdi_error ("strdup: %m");
-      goto err;
-    }
-    ++*n;
   }
   finder_free (&f);
   return 0;
 
  err:
   finder_free (&f);
-  for (i = 0; i < *n; ++i)
-    free ((*paths)[i]);
-  free (*paths);
+  free_paths (*paths, *n);
   *paths = NULL;
   *n = 0;
   return -1;

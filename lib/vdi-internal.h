@@ -67,7 +67,8 @@ extern struct vdi_image **vdi_chain_release (struct vdi_chain *chain,
                                              size_t *n);
 
 /* The files of the differencing images whose parent is parent (their
- * parent UUID is its create UUID), found where vdi_chain_open would
+ * parent UUID is its create UUID): with a registry, the media it
+ * nests under parent's; otherwise found where vdi_chain_open would
  * find parent from them: parent's folder, the folders inside it, and
  * search's folders.  *paths (*n of them) is the caller's to free.
  */

@@ -59,6 +59,7 @@
 #include "minmax.h"
 #include "rounding.h"
 
+#include "vbox-registry.h"
 #include "vdi-internal.h"
 
 /* Data moves in runs of up to this many bytes (VirtualBox uses
@@ -521,6 +522,29 @@ check_only_child (const struct vdi_image *child,
   return r;
 }
 
+/* A merge does not rewrite settings files, so an image that a
+ * registry names must not be the one removed: the registry would name
+ * a file that is gone.
+ */
+static int
+check_not_registered (const struct vdi_image *removed,
+                      const struct vdi_merge *merge)
+{
+  const struct vbox_medium *medium;
+  char uuid[VDI_UUID_STRLEN];
+
+  if (merge->search->registry == NULL)
+    return 0;
+  medium = vbox_registry_find_uuid (merge->search->registry,
+                                    &vdi_image_header (removed)->uuid_create);
+  if (medium == NULL)
+    return 0;
+  vdi_error ("%s: medium %s is registered in %s, which would name it "
+             "after the merge removed it", vdi_image_filename (removed),
+             vdi_uuid_format (&medium->uuid, uuid), medium->registry_file);
+  return -1;
+}
+
 /* The children of child must be free to relink later: refuse now if
  * another process has one open.
  */
@@ -662,7 +686,10 @@ vdi_merge (const char *filename, const struct vdi_merge *merge)
                filename);
     goto err;
   }
-  if (check_only_child (chain->images[0], chain->images[1], merge) == -1 ||
+  if (check_not_registered (chain->images[merge->direction ==
+                                          VDI_MERGE_INTO_PARENT ? 0 : 1],
+                            merge) == -1 ||
+      check_only_child (chain->images[0], chain->images[1], merge) == -1 ||
       vdi_image_make_writable (chain->images[1]) == -1)
     goto err;
 
