@@ -327,6 +327,15 @@ extern int vdi_chain_flush (struct vdi_chain *chain)
 extern int vdi_image_check (const struct vdi_image *img)
   __attribute__ ((__nonnull__ (1)));
 
+/* Slots counted in the header (cBlocksAllocated) that no map entry
+ * uses.  A crash between an allocation and the next flush leaves
+ * them; they waste space but do no harm, and the write engine hands
+ * them out again once the counter has reached cBlocks.  The map must
+ * be loaded.
+ */
+extern uint32_t vdi_image_leaked_slots (const struct vdi_image *img)
+  __attribute__ ((__nonnull__ (1)));
+
 /* Merging a differencing image with its parent, as VirtualBox does
  * when it deletes a snapshot (vdi-merge.c).
  */

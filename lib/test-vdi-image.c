@@ -813,6 +813,94 @@ test_open_header_only_validates (void)
   layer_free (&l);
 }
 
+/* The structural check and leaked slots. */
+
+/* Write l (and free it): the image must open cleanly with this many
+ * leaked slots, and pass the check, or if error is not NULL fail it
+ * with one error containing error.
+ */
+static void
+check_leaks (struct layer *l, uint32_t leaked, const char *error)
+{
+  struct vdi_image *img;
+
+  if (!layer_write (l))
+    goto out;
+  img = vdi_image_open (l->path, 0);
+  CU_ASSERT_PTR_NOT_NULL (img);
+  ASSERT_NO_ERROR ();
+  if (img) {
+    CU_ASSERT_EQUAL (vdi_image_leaked_slots (img), leaked);
+    if (error) {
+      CU_ASSERT_EQUAL (vdi_image_check (img), -1);
+      ASSERT_ONE_ERROR (l->path, error);
+    }
+    else {
+      CU_ASSERT_EQUAL (vdi_image_check (img), 0);
+      ASSERT_NO_ERROR ();
+    }
+    vdi_image_close (img);
+  }
+ out:
+  layer_free (l);
+}
+
+/* Every counted slot is used: nothing leaks. */
+static void
+test_leaked_slots_none (void)
+{
+  struct layer l;
+
+  layer_init (&l, 4 * MiB, 1 * MiB, 1);
+  layer_set_pattern (&l, "DFZD");
+  check_leaks (&l, 0, NULL);
+}
+
+/* What a crash between an allocation and the flush leaves: the
+ * counter and the data of slots that no entry names yet.  The image
+ * is sound, so the check passes.
+ */
+static void
+test_leaked_slots_after_crash (void)
+{
+  struct layer l;
+
+  layer_init (&l, 5 * MiB, 1 * MiB, 1);
+  layer_make_slots (&l, 4);
+  l.map[0] = 3;
+  l.map[1] = FREE;
+  l.map[2] = ZERO;
+  l.map[3] = 0;
+  l.map[4] = FREE;              /* slots 1 and 2 leak */
+  check_leaks (&l, 2, NULL);
+}
+
+/* Every counted slot leaks: a map with no data at all. */
+static void
+test_leaked_slots_all (void)
+{
+  struct layer l;
+
+  layer_init (&l, 3 * MiB, 1 * MiB, 1);
+  layer_set_pattern (&l, "ZFZ");
+  layer_make_slots (&l, 3);
+  check_leaks (&l, 3, NULL);
+}
+
+/* A file shorter than its counted slots fails the check; the slots
+ * past the end are still counted as leaked, since no entry uses them.
+ */
+static void
+test_check_file_shorter_than_counter (void)
+{
+  struct layer l;
+
+  layer_init (&l, 4 * MiB, 1 * MiB, 1);
+  layer_set_pattern (&l, "FDFF");
+  l.h.blocks_allocated = 3;
+  check_leaks (&l, 2, "shorter than its 3 allocated blocks");
+}
+
 /* Chains of one image. */
 
 static void
@@ -1456,6 +1544,11 @@ main (void)
   ADD_TEST (s, test_map_slot_ends_at_eof);
   ADD_TEST (s, test_open_header_only);
   ADD_TEST (s, test_open_header_only_validates);
+
+  ADD_TEST (s, test_leaked_slots_none);
+  ADD_TEST (s, test_leaked_slots_after_crash);
+  ADD_TEST (s, test_leaked_slots_all);
+  ADD_TEST (s, test_check_file_shorter_than_counter);
 
   ADD_TEST (s, test_chain_dynamic_random);
   ADD_TEST (s, test_chain_fixed);

@@ -563,17 +563,27 @@ vdi_image_reset (struct vdi_image *img, const struct vdi_uuid *parent_modify)
   return 0;
 }
 
+/* How many map entries name a slot.  vdi_image_open has checked that
+ * they name distinct slots below the counter.
+ */
+static uint32_t
+used_slots (const struct vdi_image *img)
+{
+  uint32_t i, used = 0;
+
+  for (i = 0; i < img->header.blocks; ++i)
+    if (VDI_BLOCK_IS_ALLOCATED (img->map[i]))
+      used++;
+  return used;
+}
+
 int
 vdi_image_check (const struct vdi_image *img)
 {
   const struct vdi_header *h = &img->header;
-  uint32_t i, used = 0;
+  const uint32_t used = used_slots (img);
   int r = 0;
 
-  /* vdi_image_open has checked every entry on its own. */
-  for (i = 0; i < h->blocks; ++i)
-    if (VDI_BLOCK_IS_ALLOCATED (img->map[i]))
-      used++;
   if (h->type == VDI_TYPE_FIXED && used != h->blocks) {
     vdi_error ("%s: fixed image with %" PRIu32 " of %" PRIu32
                " blocks allocated", img->filename, used, h->blocks);
@@ -586,6 +596,12 @@ vdi_image_check (const struct vdi_image *img)
     r = -1;
   }
   return r;
+}
+
+uint32_t
+vdi_image_leaked_slots (const struct vdi_image *img)
+{
+  return img->header.blocks_allocated - used_slots (img);
 }
 
 bool
