@@ -1,0 +1,60 @@
+/* nbdkit-vdi
+ * Copyright the nbdkit-vdi authors
+ * SPDX-License-Identifier: BSD-3-Clause
+ */
+
+/* vdi-img: what the commands share. */
+
+#ifndef VDI_IMG_H
+#define VDI_IMG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+/* One command: "vdi-img NAME ...". */
+struct command {
+  const char *name;
+  const char *synopsis;         /* "NAME [OPTIONS] IMAGE" */
+  const char *summary;          /* one line for vdi-img --help */
+  const char *help;             /* the options, for vdi-img NAME --help */
+  /* Parse the command's arguments (argv[0] is "vdi-img NAME") and run
+   * it.  Returns the exit status.
+   */
+  int (*run) (int argc, char *argv[]);
+};
+
+/* vdi-img.c */
+
+/* -v, --verbose: print libvdi's debug messages. */
+extern bool verbose;
+/* How many errors libvdi has reported so far. */
+extern unsigned error_count;
+
+/* vdi-img NAME --help: print the command's usage on stdout, exit 0. */
+extern void command_help (const struct command *cmd)
+  __attribute__ ((__noreturn__, __nonnull__ (1)));
+/* A usage error: print "vdi-img NAME: message" (unless fs is NULL,
+ * when getopt has already said what is wrong) and the hint to run
+ * --help on stderr, exit 1.
+ */
+extern void command_usage_error (const struct command *cmd,
+                                 const char *fs, ...)
+  __attribute__ ((__noreturn__, __nonnull__ (1),
+                  __format__ (__printf__, 2, 3)));
+
+/* The --parent-dir options of a command, in the order given, for a
+ * struct vdi_parent_search.
+ */
+struct parent_dirs {
+  const char **dirs;
+  size_t nr_dirs;
+};
+extern void parent_dirs_add (struct parent_dirs *p, const char *dir)
+  __attribute__ ((__nonnull__ (1, 2)));
+extern void parent_dirs_free (struct parent_dirs *p)
+  __attribute__ ((__nonnull__ (1)));
+
+/* info.c */
+extern const struct command info_command;
+
+#endif /* VDI_IMG_H */
