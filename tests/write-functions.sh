@@ -94,6 +94,24 @@ wait_gone ()
     return 1
 }
 
+# check_after_crash IMAGE...
+#
+# $VDI_CHECK after a kill -9.  A crash between an allocation and the
+# next flush leaves slots that the header counts and no map entry uses
+# yet: they waste space but do no harm (the write engine hands them out
+# again), and vdi-img check says so with exit status 3.  So 0 and 3
+# pass; errors (2) and an image that does not open (1) fail, as they do
+# everywhere else.
+check_after_crash ()
+{
+    local status=0
+    $VDI_CHECK "$@" || status=$?
+    if [ $status -ne 0 ] && [ $status -ne 3 ]; then
+        echo "$0: $VDI_CHECK $*: exit status $status" >&2
+        return 1
+    fi
+}
+
 # uri_of SOCKET [EXPORT]
 uri_of ()
 {

@@ -390,13 +390,8 @@ info_run (int argc, char *argv[])
     case PARENT_DIR_OPTION:
       parent_dirs_add (&parent_dirs, optarg);
       break;
-    case 'h':
-      command_help (&info_command);
-    case 'v':
-      verbose = true;
-      break;
     default:
-      command_usage_error (&info_command, NULL);
+      command_common_option (&info_command, c);
     }
   }
   if (optind != argc - 1)

@@ -27,6 +27,7 @@ unsigned error_count;
 
 static const struct command *const commands[] = {
   &info_command,
+  &check_command,
 };
 #define NR_COMMANDS (sizeof commands / sizeof commands[0])
 
@@ -75,15 +76,23 @@ main_usage_error (const char *fs, ...)
 }
 
 void
-command_help (const struct command *cmd)
+command_common_option (const struct command *cmd, int c)
 {
-  printf ("Usage: %s %s\n"
-          "\n"
-          "%s\n"
-          "\n"
-          "%s",
-          PROGRAM_NAME, cmd->synopsis, cmd->summary, cmd->help);
-  exit (EXIT_SUCCESS);
+  switch (c) {
+  case 'h':
+    printf ("Usage: %s %s\n"
+            "\n"
+            "%s\n"
+            "\n"
+            "%s",
+            PROGRAM_NAME, cmd->synopsis, cmd->summary, cmd->help);
+    exit (EXIT_SUCCESS);
+  case 'v':
+    verbose = true;
+    break;
+  default:
+    command_usage_error (cmd, NULL);
+  }
 }
 
 void

@@ -30,9 +30,13 @@ extern bool verbose;
 /* How many errors libvdi has reported so far. */
 extern unsigned error_count;
 
-/* vdi-img NAME --help: print the command's usage on stdout, exit 0. */
-extern void command_help (const struct command *cmd)
-  __attribute__ ((__noreturn__, __nonnull__ (1)));
+/* The options every command takes, for the default case of its
+ * getopt_long switch: -h (--help) prints the command's usage and
+ * exits, -v (--verbose) sets verbose; anything else is an option
+ * getopt has already complained about, a usage error.
+ */
+extern void command_common_option (const struct command *cmd, int c)
+  __attribute__ ((__nonnull__ (1)));
 /* A usage error: print "vdi-img NAME: message" (unless fs is NULL,
  * when getopt has already said what is wrong) and the hint to run
  * --help on stderr, exit 1.
@@ -56,5 +60,8 @@ extern void parent_dirs_free (struct parent_dirs *p)
 
 /* info.c */
 extern const struct command info_command;
+
+/* check.c */
+extern const struct command check_command;
 
 #endif /* VDI_IMG_H */
