@@ -14,7 +14,8 @@
 #   in use), 2 errors (a fixed image with holes, a file shorter than
 #   its counted slots), 3 leaked slots only, and the worst status of
 #   several images;
-# - usage errors: one line and a hint on stderr, exit status 1.
+# - usage errors (merge's too; the merge itself is tested with its
+#   engine): one line and a hint on stderr, exit status 1.
 
 source ./functions.sh
 set -e
@@ -340,8 +341,10 @@ $VDI_IMG --help > "$tmp/help"
 grep '^Usage:' "$tmp/help"
 grep -E '^  info +' "$tmp/help"
 grep -E '^  check +' "$tmp/help"
+grep -E '^  merge +' "$tmp/help"
 $VDI_IMG info --help | grep -F 'Usage: vdi-img info [--chain]'
 $VDI_IMG check --help | grep -F 'Usage: vdi-img check IMAGE...'
+$VDI_IMG merge --help | grep -F 'Usage: vdi-img merge [--into-parent | --into-child]'
 $VDI_IMG --version | grep -E '^vdi-img [0-9]+\.[0-9]+\.[0-9]+$'
 
 # usage_error ARGS...: vdi-img ARGS must exit 1 with nothing on
@@ -369,3 +372,13 @@ usage_error info --output
 usage_error info --parent-dir "$tmp" "$a"
 usage_error check
 usage_error check -x "$a"
+sums="$(sha256_of "$c1") $(sha256_of "$c2")"
+usage_error merge
+usage_error merge "$c2" "$c1"
+usage_error merge --into-parent --into-child "$c2"
+grep -F "vdi-img merge: --into-parent and --into-child cannot be used together" \
+     "$tmp/err"
+usage_error merge --bogus "$c2"
+usage_error merge --parent-dir
+# None of them touched the images.
+test "$(sha256_of "$c1") $(sha256_of "$c2")" = "$sums"

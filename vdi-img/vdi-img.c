@@ -28,6 +28,7 @@ unsigned error_count;
 static const struct command *const commands[] = {
   &info_command,
   &check_command,
+  &merge_command,
 };
 #define NR_COMMANDS (sizeof commands / sizeof commands[0])
 
@@ -134,10 +135,43 @@ parent_dirs_free (struct parent_dirs *p)
   p->nr_dirs = 0;
 }
 
-/* libvdi's messages already name the file and the problem. */
+/* The progress line: is one on the screen, and what does it show (in
+ * hundredths of a percent)?
+ */
+static bool progress_shown;
+static int progress_shows = -1;
+
+void
+progress_update (double percent)
+{
+  const int hundredths =
+    percent <= 0 ? 0 : percent >= 100 ? 10000 : (int) (percent * 100);
+
+  /* Redraw only when what it shows changes. */
+  if (progress_shown && hundredths == progress_shows)
+    return;
+  fprintf (stderr, "    (%d.%02d/100%%)\r", hundredths / 100, hundredths % 100);
+  progress_shown = true;
+  progress_shows = hundredths;
+}
+
+void
+progress_end (void)
+{
+  if (progress_shown)
+    fprintf (stderr, "\n");
+  progress_shown = false;
+  progress_shows = -1;
+}
+
+/* libvdi's messages already name the file and the problem.  Each
+ * starts on a line of its own, after any progress line.
+ */
 static void
 log_message (enum vdi_log_level level, const char *msg)
 {
+  if (level != VDI_LOG_DEBUG || verbose)
+    progress_end ();
   switch (level) {
   case VDI_LOG_ERROR:
     error_count++;

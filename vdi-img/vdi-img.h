@@ -58,10 +58,21 @@ extern void parent_dirs_add (struct parent_dirs *p, const char *dir)
 extern void parent_dirs_free (struct parent_dirs *p)
   __attribute__ ((__nonnull__ (1)));
 
+/* A progress line on stderr as qemu-img -p draws it, "    (12.34/100%)",
+ * redrawn in place.  progress_end finishes it with a newline; a message
+ * from libvdi ends it too, so that the message starts on a line of its
+ * own.
+ */
+extern void progress_update (double percent);
+extern void progress_end (void);
+
 /* info.c */
 extern const struct command info_command;
 
 /* check.c */
 extern const struct command check_command;
+
+/* merge.c */
+extern const struct command merge_command;
 
 #endif /* VDI_IMG_H */
