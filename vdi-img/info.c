@@ -365,7 +365,7 @@ info_run (int argc, char *argv[])
     { "verbose",    no_argument,       NULL, 'v' },
     { NULL }
   };
-  struct parent_dirs parent_dirs = { NULL, 0 };
+  struct option_list parent_dirs = { NULL, 0 };
   enum output output = OUTPUT_HUMAN;
   bool chain = false;
   const char *filename;
@@ -388,7 +388,7 @@ info_run (int argc, char *argv[])
                              "(it can be 'human' or 'json')", optarg);
       break;
     case PARENT_DIR_OPTION:
-      parent_dirs_add (&parent_dirs, optarg);
+      option_list_add (&parent_dirs, optarg);
       break;
     default:
       command_common_option (&info_command, c);
@@ -397,20 +397,20 @@ info_run (int argc, char *argv[])
   if (optind != argc - 1)
     command_usage_error (&info_command, "expected one IMAGE, got %d",
                          argc - optind);
-  if (parent_dirs.nr_dirs > 0 && !chain)
+  if (parent_dirs.n > 0 && !chain)
     command_usage_error (&info_command, "--parent-dir needs --chain");
   filename = argv[optind];
 
   if (chain) {
     const struct vdi_parent_search search = {
-      .dirs = parent_dirs.dirs,
-      .nr_dirs = parent_dirs.nr_dirs,
+      .dirs = parent_dirs.values,
+      .nr_dirs = parent_dirs.n,
     };
     struct vdi_chain *ch = vdi_chain_open (filename, 0, &search);
     struct vdi_image **images;
     size_t i, depth;
 
-    parent_dirs_free (&parent_dirs);
+    option_list_free (&parent_dirs);
     if (ch == NULL)
       return EXIT_FAILURE;
     depth = vdi_chain_depth (ch);

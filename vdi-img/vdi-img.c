@@ -114,25 +114,25 @@ command_usage_error (const struct command *cmd, const char *fs, ...)
 }
 
 void
-parent_dirs_add (struct parent_dirs *p, const char *dir)
+option_list_add (struct option_list *l, const char *value)
 {
-  const char **dirs;
+  const char **values;
 
-  dirs = realloc (p->dirs, (p->nr_dirs + 1) * sizeof *dirs);
-  if (dirs == NULL) {
+  values = realloc (l->values, (l->n + 1) * sizeof *values);
+  if (values == NULL) {
     perror ("realloc");
     exit (EXIT_FAILURE);
   }
-  p->dirs = dirs;
-  p->dirs[p->nr_dirs++] = dir;
+  l->values = values;
+  l->values[l->n++] = value;
 }
 
 void
-parent_dirs_free (struct parent_dirs *p)
+option_list_free (struct option_list *l)
 {
-  free (p->dirs);
-  p->dirs = NULL;
-  p->nr_dirs = 0;
+  free (l->values);
+  l->values = NULL;
+  l->n = 0;
 }
 
 /* The progress line: is one on the screen, and what does it show (in
@@ -147,8 +147,11 @@ progress_update (double percent)
   const int hundredths =
     percent <= 0 ? 0 : percent >= 100 ? 10000 : (int) (percent * 100);
 
-  /* Redraw only when what it shows changes. */
-  if (progress_shown && hundredths == progress_shows)
+  /* Redraw, as qemu-img does, once it has moved by 1% (and at the
+   * end), not for each block.
+   */
+  if (progress_shown && hundredths < progress_shows + 100 &&
+      !(hundredths == 10000 && progress_shows != 10000))
     return;
   fprintf (stderr, "    (%d.%02d/100%%)\r", hundredths / 100, hundredths % 100);
   progress_shown = true;

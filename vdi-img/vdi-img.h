@@ -46,16 +46,16 @@ extern void command_usage_error (const struct command *cmd,
   __attribute__ ((__noreturn__, __nonnull__ (1),
                   __format__ (__printf__, 2, 3)));
 
-/* The --parent-dir options of a command, in the order given, for a
- * struct vdi_parent_search.
+/* The values of a repeatable option (--parent-dir, --registry), in
+ * the order given.
  */
-struct parent_dirs {
-  const char **dirs;
-  size_t nr_dirs;
+struct option_list {
+  const char **values;
+  size_t n;
 };
-extern void parent_dirs_add (struct parent_dirs *p, const char *dir)
+extern void option_list_add (struct option_list *l, const char *value)
   __attribute__ ((__nonnull__ (1, 2)));
-extern void parent_dirs_free (struct parent_dirs *p)
+extern void option_list_free (struct option_list *l)
   __attribute__ ((__nonnull__ (1)));
 
 /* A progress line on stderr as qemu-img -p draws it, "    (12.34/100%)",
