@@ -693,6 +693,7 @@ vdi_merge (const char *filename, const struct vdi_merge *merge)
       vdi_image_make_writable (chain->images[1]) == -1)
     goto err;
 
+  j.direction = merge->direction;
   if (merge->direction == VDI_MERGE_INTO_PARENT)
     r = merge_into_parent (chain, merge, &j);
   else {
