@@ -5,12 +5,13 @@
 
 # The user scripts (../scripts/vdi-convert, vdi-inspect, vdi-serve):
 # --help shows a manual (NAME, SYNOPSIS, ... in man page style) and
-# exits 0; every mistake on the command line, a missing file and a bad
-# image each give one error line on stderr, nothing on stdout, and
-# exit status 1, before anything is written; the scripts find the
-# plugin built beside them (also through a symbolic link), and
-# otherwise ask nbdkit for "vdi" by name.  No libguestfs appliance is
-# started here.
+# exits 0; it lists the options the script takes, the same as its man
+# page (../scripts/*.pod, which podchecker passes); every mistake on
+# the command line, a missing file and a bad image each give one
+# error line on stderr, nothing on stdout, and exit status 1, before
+# anything is written; the scripts find the plugin built beside them
+# (also through a symbolic link), and otherwise ask nbdkit for "vdi"
+# by name.  No libguestfs appliance is started here.
 
 source ./functions.sh
 set -e
@@ -50,6 +51,68 @@ done
 # Options are read in order: --help after a bad option is too late.
 "$scripts/vdi-convert" --bogus --help > /dev/null 2>&1 && false
 "$scripts/vdi-convert" nosuch.vdi out.raw --help | grep -Fx NAME
+
+# --- --help and the man page agree ------------------------------------
+
+# The options the parser's case patterns take (-h|--help), the ones
+# --help lists under OPTIONS, and the ones the man page's OPTIONS
+# section has as "=item B<-x>" must be the same sets.  The sections of
+# --help must be sections of the man page, and NAME the same line.
+
+parser_options ()
+{
+    sed -nE 's/^        (-[-a-zA-Z|]*)\).*/\1/p' "$1" | tr '|' '\n' |
+        grep -vx -- '--' | sort -u
+}
+
+help_options ()
+{
+    awk '/^[A-Z]/ { in_options = ($0 == "OPTIONS"); next }
+         in_options && /^    -/ {
+             sub(/^    /, ""); sub(/  .*/, "");
+             n = split($0, alt, /, /);
+             for (i = 1; i <= n; ++i) { split(alt[i], w, " "); print w[1] }
+         }' | sort -u
+}
+
+pod_options ()
+{
+    awk '/^=head1 / { in_options = ($0 == "=head1 OPTIONS"); next }
+         in_options && /^=item B<-/ {
+             sub(/^=item B</, ""); sub(/>.*/, ""); print
+         }' "$1" | sort -u
+}
+
+for s in vdi-convert vdi-inspect vdi-serve; do
+    pod="$scripts/$s.pod"
+    test -f "$pod"
+    "$scripts/$s" --help > "$tmp/help"
+
+    parser_options "$scripts/$s" > "$tmp/parser-options"
+    help_options < "$tmp/help" > "$tmp/help-options"
+    pod_options "$pod" > "$tmp/pod-options"
+    test -s "$tmp/parser-options"
+    diff -u "$tmp/parser-options" "$tmp/help-options"
+    diff -u "$tmp/help-options" "$tmp/pod-options"
+
+    while read -r section; do
+        grep -Fx "=head1 $section" "$pod"
+    done < <(grep -E '^[A-Z]' "$tmp/help")
+    for section in "ENVIRONMENT VARIABLES" AUTHORS COPYRIGHT; do
+        grep -Fx "=head1 $section" "$pod"
+    done
+    test "$(sed -n 2p "$tmp/help" | sed 's/^    //')" = \
+         "$(sed -n '/^=head1 NAME$/,/^=head1/{/^[a-z]/p}' "$pod")"
+done
+
+# podchecker (perl): no error, no warning.
+if command -v podchecker > /dev/null; then
+    for s in vdi-convert vdi-inspect vdi-serve; do
+        podchecker -warnings -warnings "$scripts/$s.pod" > "$tmp/podchecker" 2>&1
+        cat "$tmp/podchecker"
+        if grep -E '^\*\*\* (ERROR|WARNING)' "$tmp/podchecker"; then false; fi
+    done
+fi
 
 # --- errors: one line, status 1, nothing on stdout ---------------------
 
