@@ -298,6 +298,21 @@ test_merge_partial_block (void)
   dir_remove ();
 }
 
+/* A base (m/base.vdi) with two children: a, in m/Snapshots/a.vdi,
+ * and b in b_rel.
+ */
+static void
+write_two_children (struct img *base, struct img *a, struct img *b,
+                    const char *b_rel)
+{
+  img_base (base, 1, 2, "DD");
+  img_child (a, 2, base, "DF");
+  img_child (b, 3, base, "FD");
+  img_write (base, chain_rel (0));
+  img_write (a, "m/Snapshots/a.vdi");
+  img_write (b, b_rel);
+}
+
 /* The parent has a second child: refused, nothing written. */
 static void
 test_merge_two_children (void)
@@ -310,12 +325,7 @@ test_merge_two_children (void)
   for (d = VDI_MERGE_INTO_PARENT; d <= VDI_MERGE_INTO_CHILD; ++d) {
     test_log_reset ();
     dir_make ();
-    img_base (&base, 1, 2, "DD");
-    img_child (&a, 2, &base, "DF");
-    img_child (&b, 3, &base, "FD");
-    img_write (&base, chain_rel (0));
-    img_write (&a, "m/Snapshots/a.vdi");
-    img_write (&b, "m/Snapshots/b.vdi");
+    write_two_children (&base, &a, &b, "m/Snapshots/b.vdi");
     base_bytes = slurp (chain_rel (0), &base_len);
     a_bytes = slurp ("m/Snapshots/a.vdi", &a_len);
     CU_ASSERT_EQUAL (merge ("m/Snapshots/a.vdi", d), -1);
@@ -421,12 +431,7 @@ test_merge_registry (void)
   char xml[1024], u1[VDI_UUID_STRLEN], u2[VDI_UUID_STRLEN];
 
   dir_make ();
-  img_base (&base, 1, 2, "DD");
-  img_child (&a, 2, &base, "DF");
-  img_child (&b, 3, &base, "FD");
-  img_write (&base, chain_rel (0));
-  img_write (&a, "m/Snapshots/a.vdi");
-  img_write (&b, "elsewhere/b.vdi");
+  write_two_children (&base, &a, &b, "elsewhere/b.vdi");
   snprintf (xml, sizeof xml,
             "<HardDisk uuid=\"{%s}\" location=\"base.vdi\" format=\"VDI\">"
             "<HardDisk uuid=\"{%s}\" location=\"../elsewhere/b.vdi\" "
@@ -447,9 +452,7 @@ test_merge_registry (void)
   /* The same again, with the registry. */
   test_log_reset ();
   dir_make ();
-  img_write (&base, chain_rel (0));
-  img_write (&a, "m/Snapshots/a.vdi");
-  img_write (&b, "elsewhere/b.vdi");
+  write_two_children (&base, &a, &b, "elsewhere/b.vdi");
   write_vbox ("m/m.vbox", xml);
   reg = vbox_registry_new ();
   CU_ASSERT_EQUAL_FATAL (vbox_registry_load (reg, at ("m/m.vbox")), 0);
