@@ -5,13 +5,13 @@
 
 # Extents through the vdidiff filter merge the layer's map with what
 # the plugin below reports.  A base made by make-vdi (1 MiB blocks of
-# data, zero data, ZERO and FREE, whose extents make-vdi prints), a
-# layer with 512 KiB blocks, and known requests: "nbdinfo --map"
-# through the filter, and through "nbdkit vdi LAYER.vdi" alone, must
-# equal the base's extents with the layer's blocks laid over them
-# (allocated: data; ZERO: zero).  Over the file plugin, the raw base's
-# holes show through the same way.  Then after random requests the
-# extents never call data zero (random-io.py extents).
+# data, zero data, ZERO and FREE), a layer with 512 KiB blocks, and
+# known requests: "nbdinfo --map" through the filter, and through
+# "nbdkit vdi LAYER.vdi" alone, must show the base's extents with the
+# layer's blocks laid over them (allocated: data; ZERO: zero), as
+# written out below.  Over the file plugin, the raw base's holes show
+# through the same way.  Then after random requests the extents never
+# call data zero (random-io.py extents).
 
 source ./functions.sh
 source "$abs_srcdir/write-functions.sh"
@@ -26,14 +26,9 @@ tmp="$(mktemp -d --suffix=.tmp test-vdidiff-extents.XXXXXX)"
 cleanup_fn rm -rf "$tmp"
 export RANDOM_IO tmp
 
-K=1024
-M=$(( 1024 * 1024 ))
-
 # Base blocks: 0 D, 1 Z, 2 F, 3 d, 4 D, 5 Z, 6 F, 7 D, 8 Z, 9 F, 10 d, 11 D
 $MAKE_VDI --size 12M --blocks DZFdDZFDZFdD --seed ext-base \
-          --expect "$tmp/base.raw" --print-extents "$tmp/base.extents" \
-          "$tmp/base.vdi"
-cat "$tmp/base.extents"
+          --expect "$tmp/base.raw" "$tmp/base.vdi"
 
 # The requests, and the layer blocks (512 KiB) they leave as data or
 # zero.
@@ -49,47 +44,23 @@ h.zero(2 * M, 10 * M)                       # layers 20-23: ZERO
 h.pwrite(b"c" * 10, 6 * M + 600 * K)        # layer 13 (base F): data
 h.flush()
 EOF
-layer="0:zero 2:data 9:zero 13:data 14:data 16:data 20:zero 21:zero 22:zero 23:zero"
-
-# expected_map BASE_EXTENTS "N:kind ..." BLOCK_SIZE: the merged runs.
-expected_map ()
-{
-    $PYTHON -c '
-import sys
-base, layer, bs = sys.argv[1], sys.argv[2].split(), int(sys.argv[3])
-runs = []
-for line in open(base):
-    o, n, k = line.split()
-    runs.append([int(o), int(o) + int(n), k])
-size = runs[-1][1]
-kind = {}
-for item in layer:
-    b, k = item.split(":")
-    kind[int(b)] = k
-def at(o):
-    b = o // bs
-    if b in kind:
-        return kind[b]
-    for s, e, k in runs:
-        if s <= o < e:
-            return k
-# Boundaries: every run edge and every layer block edge.
-edges = sorted(set([s for s, e, k in runs] + [size] +
-                   [b * bs for b in kind] + [(b + 1) * bs for b in kind]))
-out = []
-for s, e in zip(edges, edges[1:]):
-    k = at(s)
-    if out and out[-1][2] == k and out[-1][1] == s:
-        out[-1][1] = e
-    else:
-        out.append([s, e, k])
-for s, e, k in out:
-    print(s, e - s, k)
-' "$1" "$2" "$3"
-}
-
-expected_map "$tmp/base.extents" "$layer" $(( 512 * K )) > "$tmp/expected"
-cat "$tmp/expected"
+# The disk: the base's blocks, the layer's over them.
+#   0-512K     zero   layer 0 ZERO
+#   512K-1.5M  data   base 0 D, layer 2 (over base 1 Z)
+#   1.5M-3M    zero   base 1 Z, base 2 F
+#   3M-4.5M    data   base 3 d, base 4 D
+#   4.5M-6.5M  zero   layer 9 ZERO, base 5 Z, base 6 F
+#   6.5M-8.5M  data   layer 13 (over base 6 F), 14, base 7 D, layer 16
+#   8.5M-12M   zero   base 8 Z, base 9 F, layers 20-23 ZERO
+cat > "$tmp/expected" <<'EOF'
+0 524288 zero
+524288 1048576 data
+1572864 1572864 zero
+3145728 1572864 data
+4718592 2097152 zero
+6815744 2097152 data
+8912896 3670016 zero
+EOF
 
 cp "$tmp/base.raw" "$tmp/model"
 nbdkit -U - --filter="$VDIDIFF_FILTER" "$VDI_PLUGIN" "$tmp/base.vdi" \
@@ -100,14 +71,36 @@ nbdkit -U - --filter="$VDIDIFF_FILTER" "$VDI_PLUGIN" "$tmp/base.vdi" \
 normalise_nbdinfo_map < "$tmp/map1" > "$tmp/got1"
 diff -u "$tmp/expected" "$tmp/got1"
 
-# The layer's map on disk is what the requests should leave.
-vdi_map "$tmp/diff.vdi" > "$tmp/diffmap"
-for item in $layer; do
-    b="${item%:*}"; k="${item#*:}"
-    e="$(awk -v b=$b '$1 == b { print $2 }' "$tmp/diffmap")"
-    if [ "$k" = zero ]; then test "$e" = ZERO; else test "$e" -ge 0; fi
-done
-test "$(grep -vc FREE "$tmp/diffmap")" -eq 10
+# The layer's map on disk is what the requests should leave (which
+# slot an allocated block got does not matter).
+vdi_map "$tmp/diff.vdi" | sed 's/ [0-9][0-9]*$/ slot/' > "$tmp/diffmap"
+cat > "$tmp/diffmap.expected" <<'EOF'
+0 ZERO
+1 FREE
+2 slot
+3 FREE
+4 FREE
+5 FREE
+6 FREE
+7 FREE
+8 FREE
+9 ZERO
+10 FREE
+11 FREE
+12 FREE
+13 slot
+14 slot
+15 FREE
+16 slot
+17 FREE
+18 FREE
+19 FREE
+20 ZERO
+21 ZERO
+22 ZERO
+23 ZERO
+EOF
+diff -u "$tmp/diffmap.expected" "$tmp/diffmap"
 
 # After a restart, through the filter and through the plugin alone.
 nbdkit -U - --filter="$VDIDIFF_FILTER" "$VDI_PLUGIN" "$tmp/base.vdi" \
@@ -145,14 +138,25 @@ with open(sys.argv[1], "wb") as f:
     f.write(rng.randbytes(2 * M))
     f.truncate(10 * M)
 ' "$tmp/base2.raw"
-printf '%s\n' "0 $((2*M)) data" "$((2*M)) $((4*M)) zero" "$((6*M)) $((2*M)) data" \
-              "$((8*M)) $((2*M)) zero" > "$tmp/base2.extents"
+cat > "$tmp/base2.extents" <<'EOF'
+0 2097152 data
+2097152 4194304 zero
+6291456 2097152 data
+8388608 2097152 zero
+EOF
 # Only if the file system reports these holes as such.
 nbdkit -U - file "$tmp/base2.raw" --run 'nbdinfo --map "$uri"' |
     normalise_nbdinfo_map > "$tmp/file.map"
 if diff -u "$tmp/base2.extents" "$tmp/file.map"; then
-    expected_map "$tmp/base2.extents" "0:zero 2:data 9:zero 13:data 14:data 16:data" \
-                 $(( 512 * K )) > "$tmp/expected2"
+    # The same requests but the last zero, over the holes 2M-6M and
+    # 8M-10M: layer 0 ZERO, 2 data, 9 ZERO, 13, 14 and 16 data.
+    cat > "$tmp/expected2" <<'EOF'
+0 524288 zero
+524288 1572864 data
+2097152 4194304 zero
+6291456 2621440 data
+8912896 1572864 zero
+EOF
     nbdkit -U - --filter="$VDIDIFF_FILTER" file "$tmp/base2.raw" \
            vdidiff="$tmp/diff2.vdi" vdidiff-block-size=512K --run '
         nbdsh -u "$uri" -c "
