@@ -193,8 +193,8 @@ for name in sorted(names):
 # The plugin must refuse to start: nbdkit exits non-zero (and not by a
 # signal or a valgrind error), serves nothing, prints no crash report
 # and exactly one line containing "error", which contains every STRING
-# (fixed strings, e.g. file names and UUIDs); and no file under $tmp
-# changes.  stderr is kept in $tmp/NAME.err.
+# (fixed strings: the whole line, or parts of it); and no file under
+# $tmp changes.  stderr is kept in $tmp/NAME.err.
 expect_fail ()
 {
     local name="$1" status s err="$tmp/$1.err" marker="$tmp/$1.served"

@@ -28,7 +28,7 @@ set -x
 requires_nbdsh
 requires jq --version
 
-tmp="$(mktemp -d --suffix=.tmp test-vdidiff-vdi.XXXXXX)"
+tmp="$(realpath "$(mktemp -d --suffix=.tmp test-vdidiff-vdi.XXXXXX)")"
 cleanup_fn rm -rf "$tmp"
 export RANDOM_IO tmp
 
@@ -69,6 +69,7 @@ assert u(d, 0x1D4) == 512, "LCHS cbSector"
 # A base with data, zero-data, ZERO and FREE blocks, 2 MiB blocks,
 # a size that is not a multiple of 1 MiB.
 $MAKE_VDI --size 18M+1536 --block-size 2M --seed vd-base --shuffle \
+          --uuid-create 0d1ff000-0000-4000-8000-0000000000b0 \
           --expect "$tmp/base.raw" "$tmp/base.vdi"
 base_sum="$(sha256_of "$tmp/base.vdi")"
 
@@ -126,16 +127,17 @@ rm -r "$tmp/elsewhere"
 # --- A layer of another base, or of another size, is refused ----------
 
 diff_sum="$(sha256_of "$tmp/diff.vdi")"
-$MAKE_VDI --size 18M+1536 --seed vd-other "$tmp/other.vdi"
+$MAKE_VDI --size 18M+1536 --seed vd-other \
+          --uuid-create 0d1ff000-0000-4000-8000-0000000000e1 "$tmp/other.vdi"
 expect_start_failure "$tmp/err" \
-    "$(uuid_text "$(vdi_field "$tmp/base.vdi" uuidCreate)").*$(uuid_text "$(vdi_field "$tmp/other.vdi" uuidCreate)")" \
+    "nbdkit: error: $tmp/diff.vdi: differencing image of parent 0d1ff000-0000-4000-8000-0000000000b0, but the disk below is 0d1ff000-0000-4000-8000-0000000000e1" \
     --filter="$VDIDIFF_FILTER" "$VDI_PLUGIN" "$tmp/other.vdi" \
     vdidiff="$tmp/diff.vdi"
 # The same UUID as the base but another size.
 $MAKE_VDI --size 19M --seed vd-other \
-          --uuid-create "$(uuid_text "$(vdi_field "$tmp/base.vdi" uuidCreate)")" \
-          "$tmp/resized.vdi"
-expect_start_failure "$tmp/err" "size" \
+          --uuid-create 0d1ff000-0000-4000-8000-0000000000b0 "$tmp/resized.vdi"
+expect_start_failure "$tmp/err" \
+    "nbdkit: error: $tmp/diff.vdi: its size 18875904 differs from the size 19922944 of the disk below" \
     --filter="$VDIDIFF_FILTER" "$VDI_PLUGIN" "$tmp/resized.vdi" \
     vdidiff="$tmp/diff.vdi"
 test "$(sha256_of "$tmp/diff.vdi")" = "$diff_sum"

@@ -31,7 +31,7 @@ set -x
 requires qemu-img --version
 requires_nbdsh
 
-tmp="$(mktemp -d --suffix=.tmp test-write-lock.XXXXXX)"
+tmp="$(realpath "$(mktemp -d --suffix=.tmp test-write-lock.XXXXXX)")"
 cleanup_fn rm -rf "$tmp"
 export RANDOM_IO tmp
 
@@ -52,10 +52,10 @@ with open(sys.argv[1], "r+b") as f:
 
 start_server "$tmp/a.pid" "$tmp/a.sock" "$tmp/a.log" -v "$VDI_PLUGIN" "$tmp/img.vdi"
 write_one "$(uri a)"
-expect_start_failure "$tmp/err" "image is in use" "$VDI_PLUGIN" "$tmp/img.vdi"
-expect_start_failure "$tmp/err" "image is in use" \
-    "$VDI_PLUGIN" "$tmp/img.vdi" readonly=true
-expect_start_failure "$tmp/err" "image is in use" -r "$VDI_PLUGIN" "$tmp/img.vdi"
+msg="nbdkit: error: $tmp/img.vdi: image is in use: another process is writing to it"
+expect_start_failure "$tmp/err" "$msg" "$VDI_PLUGIN" "$tmp/img.vdi"
+expect_start_failure "$tmp/err" "$msg" "$VDI_PLUGIN" "$tmp/img.vdi" readonly=true
+expect_start_failure "$tmp/err" "$msg" -r "$VDI_PLUGIN" "$tmp/img.vdi"
 # qemu sees it in use too; with -U it reads it.
 ! qemu-img info "$tmp/img.vdi" 2> "$tmp/qerr"
 cat "$tmp/qerr"
@@ -113,9 +113,11 @@ $VDI_CHECK "$tmp/img.vdi"
 base_sum="$(sha256_of "$tmp/img.vdi")"
 start_server "$tmp/f.pid" "$tmp/f.sock" "$tmp/f.log" -v \
     --filter="$VDIDIFF_FILTER" "$VDI_PLUGIN" "$tmp/img.vdi" vdidiff="$tmp/d1.vdi"
-expect_start_failure "$tmp/err" "d1.vdi: image is in use" \
+expect_start_failure "$tmp/err" \
+    "nbdkit: error: $tmp/d1.vdi: image is in use: another process has opened it" \
     --filter="$VDIDIFF_FILTER" "$VDI_PLUGIN" "$tmp/img.vdi" vdidiff="$tmp/d1.vdi"
-expect_start_failure "$tmp/err" "d1.vdi: image is in use" \
+expect_start_failure "$tmp/err" \
+    "nbdkit: error: $tmp/d1.vdi: image is in use: another process is writing to it" \
     "$VDI_PLUGIN" "$tmp/d1.vdi" readonly=true
 # A second layer over the same base works at once.
 start_server "$tmp/g.pid" "$tmp/g.sock" "$tmp/g.log" -v \

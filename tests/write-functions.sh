@@ -179,16 +179,16 @@ zeros ()
     truncate -s "$2" "$1"
 }
 
-# expect_start_failure ERR PATTERN nbdkit-args...
+# expect_start_failure ERR MESSAGE nbdkit-args...
 #
 # nbdkit must refuse to start: run it in the foreground on a Unix
 # socket (not captive: under --run, nbdkit 1.32 starts the command
 # before the filters' after_fork, and a client of a server that failed
 # there waits for ever), and it must exit non-zero, not by a signal,
-# within 60 seconds, with an error matching PATTERN (grep -E) in ERR.
+# within 60 seconds, and ERR must have the line MESSAGE, as it is.
 expect_start_failure ()
 {
-    local err="$1" pattern="$2" status=0 sock
+    local err="$1" message="$2" status=0 sock
     shift 2
     sock="$err.sock"
     rm -f "$sock"
@@ -203,8 +203,8 @@ expect_start_failure ()
         echo "$0: nbdkit $*: crashed" >&2
         return 1
     fi
-    grep -E "error.*($pattern)" "$err" || {
-        echo "$0: nbdkit $*: no error matching '$pattern'" >&2
+    grep -Fx -- "$message" "$err" || {
+        echo "$0: nbdkit $*: no line '$message'" >&2
         return 1
     }
 }
