@@ -136,14 +136,15 @@ mv "$tmp/fixed-base-away.vdi" "$(media_path "$fm" 0 0)"
 # Depth: 300 images (VirtualBox's limit) work, 301 do not.  One small
 # disk, 301 layers; the registry lists the first 300 only (301 nested
 # HardDisks are refused on their own, see test-registry-errors.sh).
-$PYTHON - > "$tmp/tall.json" <<'EOF'
-import json
-layers = [{"size": "256K", "block_size": "128K", "blocks": "DZ"}]
-layers += [{"block_size": "128K", "weights": "1,0,1,12"} for _ in range(300)]
-layers[-1]["in_registry"] = False
-print(json.dumps({"name": "Tall", "seed": "tall", "snapshots": 0,
-                  "disks": [{"layers": layers}]}))
-EOF
+{
+    echo '{"name": "Tall", "seed": "tall", "snapshots": 0, "disks": [{"layers": ['
+    echo '  {"size": "256K", "block_size": "128K", "blocks": "DZ"},'
+    for i in $(seq 299); do
+        echo '  {"block_size": "128K", "weights": "1,0,1,12"},'
+    done
+    echo '  {"block_size": "128K", "weights": "1,0,1,12", "in_registry": false}'
+    echo ']}]}'
+} > "$tmp/tall.json"
 make_machine "$tmp/Tall" "$tmp/tallmodel" < "$tmp/tall.json"
 tm="$tmp/tallmodel"
 test "$(ls "$tmp/Tall/Snapshots" | wc -l)" -eq 300

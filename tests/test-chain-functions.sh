@@ -77,11 +77,12 @@ upper_braced ()
 # Serve with the plugin and these arguments, then check that clients
 # see exactly EXPECTED: the size (nbdinfo --size), every byte through
 # nbdcopy and through qemu-img convert over NBD, and $t_reads (300 by
-# default) random unaligned nbdsh reads, many across block edges
-# ($t_block: the smallest block size of the chain).  If EXTENTS is not
-# "-", nbdinfo --map must give exactly those data/zero runs; with
-# t_map=covers it must only report as data every run EXTENTS calls
-# data (the plugin may call zeros "data" inside one lookup unit).
+# default) random unaligned reads (helpers.py random-reads), many
+# across block edges ($t_block: the smallest block size of the chain).
+# If EXTENTS is not "-", nbdinfo --map must give exactly those
+# data/zero runs; with t_map=covers it must only report as data every
+# run EXTENTS calls data (the plugin may call zeros "data" inside one
+# lookup unit).
 # Scratch files are $tmp/NAME.*.
 check_served ()
 {
@@ -90,13 +91,14 @@ check_served ()
 
     rm -f "$p".*
     t_prefix="$p" t_expect="$expect" t_block="${t_block:-1048576}" \
-    t_reads="${t_reads:-300}" t_seed="$name" \
+    t_reads="${t_reads:-300}" t_seed="$name" t_helpers="$HELPERS" \
     nbdkit -U - "$VDI_PLUGIN" "$@" --run '
         nbdinfo --size "$uri" > "$t_prefix.size" &&
         nbdcopy "$uri" "$t_prefix.raw" &&
         qemu-img convert -f raw -O raw "$uri" "$t_prefix.qemu" &&
         nbdinfo --map "$uri" > "$t_prefix.nbdmap" &&
-        nbdsh -u "$uri" -c "$random_reads_py"
+        $t_helpers random-reads "$uri" "$t_expect" --block "$t_block" \
+            --reads "$t_reads" --seed "$t_seed"
     ' || return 1
     test "$(cat "$p.size")" -eq "$(stat -c %s "$expect")" || return 1
     cmp_sparse "$expect" "$p.raw" || return 1
@@ -118,26 +120,7 @@ check_served ()
 # byte MODEL calls data must be data in GOT.
 map_covers ()
 {
-    $PYTHON -c '
-import sys
-def runs(path):
-    out = []
-    for line in open(path):
-        o, n, k = line.split()
-        out.append((int(o), int(n), k))
-    return out
-model, got = runs(sys.argv[1]), runs(sys.argv[2])
-if sum(n for _, n, _ in model) != sum(n for _, n, _ in got):
-    sys.exit("map_covers: the maps cover different sizes")
-for o, n, k in model:
-    if k != "data":
-        continue
-    for go, gn, gk in got:
-        lo, hi = max(o, go), min(o + n, go + gn)
-        if lo < hi and gk != "data":
-            sys.exit("map_covers: %d..%d is data in the model, zero in %s"
-                     % (lo, hi, sys.argv[2]))
-' "$1" "$2"
+    $HELPERS map-covers "$1" "$2"
 }
 
 # sums
@@ -146,46 +129,7 @@ for o, n, k in model:
 # a failed (or read-only) start changed nothing.
 sums ()
 {
-    $PYTHON -c '
-import errno, hashlib, os, sys
-os.chdir(sys.argv[1])
-names = []
-for dirpath, dirs, files in os.walk("."):
-    for f in files:
-        if f.lower().endswith((".vdi", ".vbox", ".xml", ".vmdk")):
-            names.append(os.path.join(dirpath, f))
-for name in sorted(names):
-    if not os.path.isfile(name):
-        continue
-    # Only the parts that hold data (with their offsets), so that big
-    # sparse images are quick.
-    try:
-        fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK)
-    except PermissionError:
-        print("unreadable", name)
-        continue
-    size = os.fstat(fd).st_size
-    h = hashlib.sha256(b"size %d\n" % size)
-    off = 0
-    while off < size:
-        try:
-            start = os.lseek(fd, off, os.SEEK_DATA)
-        except OSError as e:
-            if e.errno == errno.ENXIO:
-                break
-            raise
-        end = os.lseek(fd, start, os.SEEK_HOLE)
-        h.update(b"data at %d\n" % start)
-        while start < end:
-            buf = os.pread(fd, min(end - start, 1 << 20), start)
-            if not buf:
-                break
-            h.update(buf)
-            start += len(buf)
-        off = end
-    os.close(fd)
-    print(h.hexdigest(), name)
-' "$tmp"
+    $HELPERS sums "$tmp"
 }
 
 # expect_fail NAME STRING... -- nbdkit-plugin-args...
@@ -292,18 +236,10 @@ write_vbox ()
 # vdi_uuid FILE: the create UUID in a VDI header (version 1.1).
 vdi_uuid ()
 {
-    $PYTHON -c '
-import sys, uuid
-with open(sys.argv[1], "rb") as f:
-    f.seek(0x188)
-    print(uuid.UUID(bytes_le=f.read(16)))' "$1"
+    $HELPERS vdi-uuid "$1" uuidCreate
 }
 # vdi_modify FILE: the modification UUID.
 vdi_modify ()
 {
-    $PYTHON -c '
-import sys, uuid
-with open(sys.argv[1], "rb") as f:
-    f.seek(0x198)
-    print(uuid.UUID(bytes_le=f.read(16)))' "$1"
+    $HELPERS vdi-uuid "$1" uuidModify
 }

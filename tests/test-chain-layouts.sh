@@ -66,15 +66,15 @@ test "$(wc -l < "$tmp/model/snapshots")" -eq 7
 
 # Deep: one disk, 64 images, block sizes from 128 KiB to 2 MiB in
 # turn, mostly FREE so that the data comes from every level.
-$PYTHON - > "$tmp/deep.json" <<'EOF'
-import json
-sizes = ["128K", "256K", "512K", "1M", "2M"]
-layers = [{"size": "3M", "block_size": "1M", "blocks": "DZD"}]
-for i in range(1, 64):
-    layers.append({"block_size": sizes[i % 5], "weights": "1,0.1,0.3,14"})
-print(json.dumps({"name": "Deep", "seed": "deep",
-                  "disks": [{"layers": layers}]}))
-EOF
+sizes=(128K 256K 512K 1M 2M)
+{
+    echo '{"name": "Deep", "seed": "deep", "disks": [{"layers": ['
+    echo '  {"size": "3M", "block_size": "1M", "blocks": "DZD"}'
+    for (( i = 1; i < 64; ++i )); do
+        echo "  , {\"block_size\": \"${sizes[i % 5]}\", \"weights\": \"1,0.1,0.3,14\"}"
+    done
+    echo ']}]}'
+} > "$tmp/deep.json"
 make_machine "$tmp/Deep" "$tmp/deepmodel" --models top < "$tmp/deep.json"
 test "$(wc -l < "$tmp/deepmodel/media")" -eq 64
 

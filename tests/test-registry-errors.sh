@@ -224,50 +224,52 @@ timed parameter-entity param.vbox "DTD" -- registry="$x/param.vbox"
     echo "$machine"
 } > "$x/laughs.vbox"
 timed billion-laughs laughs.vbox "DTD" -- registry="$x/laughs.vbox"
+# repeat N STRING: STRING N times, on one line.
+repeat ()
+{
+    yes "$2" | head -n "$1" | tr -d '\n'
+}
+vbox_open='<VirtualBox xmlns="http://www.virtualbox.org/" version="1.19-linux">'
+machine_open='<Machine uuid="{0d4b1711-5f22-4c69-84d1-42446309aa56}" name="x">'
 # Quadratic blowup without a DTD is impossible; a huge attribute is
 # only a big string: refused or accepted, but quickly and cleanly.
-$PYTHON -c '
-n = 100000
-print("<?xml version=\"1.0\"?>")
-print("<VirtualBox xmlns=\"http://www.virtualbox.org/\" version=\"1.19-linux\">"
-      "<Machine uuid=\"{0d4b1711-5f22-4c69-84d1-42446309aa56}\" name=\"x\">"
-      "<MediaRegistry><HardDisks>" + "<HardDisk>" * n + "</HardDisk>" * n +
-      "</HardDisks></MediaRegistry></Machine></VirtualBox>")
-' > "$x/deep.vbox"
+{
+    echo "$hdr"
+    echo -n "$vbox_open$machine_open<MediaRegistry><HardDisks>"
+    repeat 100000 '<HardDisk>'
+    repeat 100000 '</HardDisk>'
+    echo '</HardDisks></MediaRegistry></Machine></VirtualBox>'
+} > "$x/deep.vbox"
 timed deep-100000 deep.vbox "nested" -- registry="$x/deep.vbox"
-$PYTHON -c '
-n = 100000
-print("<?xml version=\"1.0\"?>")
-print("<VirtualBox xmlns=\"http://www.virtualbox.org/\" version=\"1.19-linux\">"
-      + "<x>" * n + "</x>" * n + "</VirtualBox>")
-' > "$x/deep-other.vbox"
+{
+    echo "$hdr"
+    echo -n "$vbox_open"
+    repeat 100000 '<x>'
+    repeat 100000 '</x>'
+    echo '</VirtualBox>'
+} > "$x/deep-other.vbox"
 timed deep-other deep-other.vbox "nested" -- registry="$x/deep-other.vbox"
 # 301 nested HardDisks (VirtualBox's limit is 300), each valid.
-$PYTHON -c '
-import uuid
-n = 301
-print("<?xml version=\"1.0\"?>")
-print("<VirtualBox xmlns=\"http://www.virtualbox.org/\" version=\"1.19-linux\">"
-      "<Machine uuid=\"{0d4b1711-5f22-4c69-84d1-42446309aa56}\" name=\"x\">"
-      "<MediaRegistry><HardDisks>")
-for i in range(n):
-    u = uuid.UUID(int=i + 1)
-    print("<HardDisk uuid=\"{%s}\" location=\"%d.vdi\" format=\"VDI\">" % (u, i))
-print("</HardDisk>" * n + "</HardDisks></MediaRegistry></Machine></VirtualBox>")
-' > "$x/tall.vbox"
+{
+    echo "$hdr"
+    echo "$vbox_open$machine_open<MediaRegistry><HardDisks>"
+    for (( i = 0; i < 301; ++i )); do
+        printf '<HardDisk uuid="{00000000-0000-0000-0000-%012x}" location="%d.vdi" format="VDI">\n' $((i + 1)) $i
+    done
+    repeat 301 '</HardDisk>'
+    echo '</HardDisks></MediaRegistry></Machine></VirtualBox>'
+} > "$x/tall.vbox"
 timed harddisk-301 tall.vbox "300" -- registry="$x/tall.vbox"
 # 251 nested snapshots (VirtualBox's limit is 250).
-$PYTHON -c '
-import uuid
-n = 251
-print("<?xml version=\"1.0\"?>")
-print("<VirtualBox xmlns=\"http://www.virtualbox.org/\" version=\"1.19-linux\">"
-      "<Machine uuid=\"{0d4b1711-5f22-4c69-84d1-42446309aa56}\" name=\"x\">")
-for i in range(n):
-    u = uuid.UUID(int=i + 1)
-    print("<Snapshot uuid=\"{%s}\" name=\"s%d\"><Snapshots>" % (u, i))
-print("</Snapshots></Snapshot>" * n + "</Machine></VirtualBox>")
-' > "$x/snapshots.vbox"
+{
+    echo "$hdr"
+    echo "$vbox_open$machine_open"
+    for (( i = 0; i < 251; ++i )); do
+        printf '<Snapshot uuid="{00000000-0000-0000-0000-%012x}" name="s%d"><Snapshots>\n' $((i + 1)) $i
+    done
+    repeat 251 '</Snapshots></Snapshot>'
+    echo '</Machine></VirtualBox>'
+} > "$x/snapshots.vbox"
 timed snapshots-251 snapshots.vbox "250" -- registry="$x/snapshots.vbox"
 # A HardDisk nested in itself.
 f="$(edit self-nested "s|\(<HardDisk uuid=\"{$top}\"[^>]*\)>|\1><HardDisk uuid=\"{$top}\" location=\"x.vdi\" format=\"VDI\"/>|")"

@@ -24,26 +24,37 @@ requires nbdkit file --version
 
 tmp="$(mktemp -d --suffix=.tmp test-vdidiff-extents.XXXXXX)"
 cleanup_fn rm -rf "$tmp"
-export RANDOM_IO tmp
+export RANDOM_IO HELPERS tmp
 
 # Base blocks: 0 D, 1 Z, 2 F, 3 d, 4 D, 5 Z, 6 F, 7 D, 8 Z, 9 F, 10 d, 11 D
 $MAKE_VDI --size 12M --blocks DZFdDZFDZFdD --seed ext-base \
           --expect "$tmp/base.raw" "$tmp/base.vdi"
 
-# The requests, and the layer blocks (512 KiB) they leave as data or
-# zero.
-cat > "$tmp/requests.py" <<'EOF'
-M = 1 << 20
-K = 1 << 10
-h.pwrite(b"a" * 100, 1 * M + 1000)          # layer 2 (base Z): data
-h.zero(512 * K, 0)                          # layer 0 (base D): ZERO
-h.trim(512 * K, 4 * M + 512 * K)            # layer 9 (base D): ZERO
-h.pwrite(b"b" * (512 * K), 7 * M)           # layer 14 (base D): data
-h.zero(100, 8 * M + 100)                    # layer 16 (base Z): copied up
-h.zero(2 * M, 10 * M)                       # layers 20-23: ZERO
-h.pwrite(b"c" * 10, 6 * M + 600 * K)        # layer 13 (base F): data
-h.flush()
-EOF
+# requests URI [NBDSH-ARGS...]: the requests, then a flush.  The
+# blocks of the layer (512 KiB) they leave as data or zero:
+#   layer 2 (base Z): data       100 bytes written at 1M + 1000
+#   layer 0 (base D): ZERO       the whole block zeroed
+#   layer 9 (base D): ZERO       the whole block trimmed
+#   layer 14 (base D): data      the whole block written
+#   layer 16 (base Z): data      100 bytes zeroed: copied up
+#   layer 13 (base F): data      10 bytes written
+# NBDSH-ARGS (more requests) come before the last write.
+requests ()
+{
+    local uri="$1"
+    shift
+    nbdsh -u "$uri" \
+          -c 'M = 1 << 20; K = 1 << 10' \
+          -c 'h.pwrite(b"a" * 100, 1 * M + 1000)' \
+          -c 'h.zero(512 * K, 0)' \
+          -c 'h.trim(512 * K, 4 * M + 512 * K)' \
+          -c 'h.pwrite(b"b" * (512 * K), 7 * M)' \
+          -c 'h.zero(100, 8 * M + 100)' \
+          "$@" \
+          -c 'h.pwrite(b"c" * 10, 6 * M + 600 * K)' \
+          -c 'h.flush()'
+}
+
 # The disk: the base's blocks, the layer's over them.
 #   0-512K     zero   layer 0 ZERO
 #   512K-1.5M  data   base 0 D, layer 2 (over base 1 Z)
@@ -62,12 +73,13 @@ cat > "$tmp/expected" <<'EOF'
 8912896 3670016 zero
 EOF
 
-cp "$tmp/base.raw" "$tmp/model"
-nbdkit -U - --filter="$VDIDIFF_FILTER" "$VDI_PLUGIN" "$tmp/base.vdi" \
-       vdidiff="$tmp/diff.vdi" vdidiff-block-size=512K --run '
-    nbdsh -u "$uri" -c "exec(open(\"$tmp/requests.py\").read())" &&
-    nbdinfo --map "$uri" > "$tmp/map1"
-'
+start_server "$tmp/pid" "$tmp/sock" "$tmp/log" \
+    --filter="$VDIDIFF_FILTER" "$VDI_PLUGIN" "$tmp/base.vdi" \
+    vdidiff="$tmp/diff.vdi" vdidiff-block-size=512K
+# And 10M-12M zeroed: layers 20-23 ZERO.
+requests "$(uri_of "$tmp/sock")" -c 'h.zero(2 * M, 10 * M)'
+nbdinfo --map "$(uri_of "$tmp/sock")" > "$tmp/map1"
+stop_server "$tmp/pid"
 normalise_nbdinfo_map < "$tmp/map1" > "$tmp/got1"
 diff -u "$tmp/expected" "$tmp/got1"
 
@@ -109,35 +121,17 @@ normalise_nbdinfo_map < "$tmp/map2" | diff -u "$tmp/expected" -
 nbdkit -U - "$VDI_PLUGIN" "$tmp/diff.vdi" readonly=true \
        --run 'nbdinfo --map "$uri"' > "$tmp/map3"
 normalise_nbdinfo_map < "$tmp/map3" | diff -u "$tmp/expected" -
-# The first extent only (NBD_CMD_FLAG_REQ_ONE), at a few offsets.
+# The first extent only (NBD_CMD_FLAG_REQ_ONE), at the start, the
+# middle and the end of each run.
 nbdkit -U - --filter="$VDIDIFF_FILTER" "$VDI_PLUGIN" "$tmp/base.vdi" \
-       vdidiff="$tmp/diff.vdi" --run 'nbdsh --base-allocation -u "$uri" -c "
-import os
-runs = [l.split() for l in open(os.environ[\"tmp\"] + \"/expected\")]
-for o, n, k in runs:
-    o, n = int(o), int(n)
-    for start in (o, o + n // 2, o + n - 1):
-        got = []
-        def cb(meta, off, entries, err):
-            got.extend(entries)
-        h.block_status(min(1 << 20, h.get_size() - start), start, cb,
-                       nbd.CMD_FLAG_REQ_ONE)
-        assert got[0] >= 1 and got[0] <= o + n - start, (start, got, o, n)
-        assert (got[1] & nbd.STATE_ZERO != 0) == (k == \"zero\"), (start, got, k)
-"'
+       vdidiff="$tmp/diff.vdi" --run '$HELPERS req-one "$uri" "$tmp/expected"'
 
 # --- Over the file plugin: the raw base's holes show through -----------
 
-$PYTHON -c '
-import random, sys
-M = 1 << 20
-rng = random.Random("ext-file")
-with open(sys.argv[1], "wb") as f:
-    f.write(rng.randbytes(2 * M))
-    f.seek(6 * M)
-    f.write(rng.randbytes(2 * M))
-    f.truncate(10 * M)
-' "$tmp/base2.raw"
+# 10 MiB: data at 0-2M and 6M-8M, holes elsewhere.
+$HELPERS write-data "$tmp/base2.raw" 0 2097152 ext-file
+$HELPERS write-data "$tmp/base2.raw" 6291456 2097152 ext-file-2
+truncate -s 10M "$tmp/base2.raw"
 cat > "$tmp/base2.extents" <<'EOF'
 0 2097152 data
 2097152 4194304 zero
@@ -157,13 +151,12 @@ if diff -u "$tmp/base2.extents" "$tmp/file.map"; then
 6291456 2621440 data
 8912896 1572864 zero
 EOF
-    nbdkit -U - --filter="$VDIDIFF_FILTER" file "$tmp/base2.raw" \
-           vdidiff="$tmp/diff2.vdi" vdidiff-block-size=512K --run '
-        nbdsh -u "$uri" -c "
-exec(open(\"$tmp/requests.py\").read().replace(\"h.zero(2 * M, 10 * M)\", \"\"))
-" &&
-        nbdinfo --map "$uri"
-    ' > "$tmp/map4"
+    start_server "$tmp/pid" "$tmp/sock" "$tmp/log" \
+        --filter="$VDIDIFF_FILTER" file "$tmp/base2.raw" \
+        vdidiff="$tmp/diff2.vdi" vdidiff-block-size=512K
+    requests "$(uri_of "$tmp/sock")"
+    nbdinfo --map "$(uri_of "$tmp/sock")" > "$tmp/map4"
+    stop_server "$tmp/pid"
     normalise_nbdinfo_map < "$tmp/map4" | diff -u "$tmp/expected2" -
 else
     echo "$0: this file system does not report the holes: file part skipped"

@@ -26,18 +26,14 @@ export RANDOM_IO tmp
 u1=0a1b2c3d-4e5f-4061-8273-8495a6b7c8d9
 u2=0a1b2c3d-4e5f-4061-8273-000000000002
 
-# A raw base: random data, zeros and a hole.
-size=$(( 10 * 1024 * 1024 + 512 ))
-$PYTHON -c '
-import random, sys
-rng = random.Random("file-base")
-with open(sys.argv[1], "wb") as f:
-    f.write(rng.randbytes(3 * 1024 * 1024 + 777))
-    f.write(bytes(2 * 1024 * 1024))
-    f.seek(7 * 1024 * 1024 - 5)
-    f.write(rng.randbytes(2 * 1024 * 1024))
-    f.truncate(int(sys.argv[2]))
-' "$tmp/base.raw" $size
+# A raw base: random data, zeros written as data, a hole, random data
+# and a hole.
+M=$(( 1024 * 1024 ))
+size=$(( 10 * M + 512 ))
+$HELPERS write-data "$tmp/base.raw" 0 $(( 3 * M + 777 )) file-base
+$HELPERS write-data "$tmp/base.raw" $(( 3 * M + 777 )) $(( 2 * M )) zero
+$HELPERS write-data "$tmp/base.raw" $(( 7 * M - 5 )) $(( 2 * M )) file-base-2
+truncate -s $size "$tmp/base.raw"
 base_sum="$(sha256_of "$tmp/base.raw")"
 cp "$tmp/base.raw" "$tmp/model"
 

@@ -33,37 +33,10 @@ cleanup_fn rm -rf "$tmp"
 export RANDOM_IO tmp
 
 # check_header DIFF PARENT BLOCK_SIZE
-# The differencing image's header, byte by byte.
+# The differencing image's header, field by field.
 check_header ()
 {
-    $PYTHON -c '
-import struct, sys
-diff, parent, bs = sys.argv[1], sys.argv[2], int(sys.argv[3])
-d = open(diff, "rb").read(0x200)
-p = open(parent, "rb").read(0x200)
-u = lambda b, o: struct.unpack_from("<I", b, o)[0]
-q = lambda b, o: struct.unpack_from("<Q", b, o)[0]
-assert d[:64].rstrip(b"\0").endswith(b">>>\n"), d[:64]
-assert u(d, 0x40) == 0xBEDA107F, "signature"
-assert u(d, 0x44) == 0x00010001, "version %x" % u(d, 0x44)
-assert u(d, 0x48) == 400, "cbHeader %d" % u(d, 0x48)
-assert u(d, 0x4C) == 4, "type %d" % u(d, 0x4C)
-assert u(d, 0x50) == 0, "flags"
-assert u(d, 0x154) % (1 << 20) == 0, "offBlocks %d" % u(d, 0x154)
-assert u(d, 0x158) % (1 << 20) == 0, "offData %d" % u(d, 0x158)
-assert u(d, 0x158) >= u(d, 0x154) + 4 * u(d, 0x180), "offData"
-assert u(d, 0x168) == 512, "legacy cbSector"
-assert q(d, 0x170) == q(p, 0x170), "cbDisk %d != %d" % (q(d, 0x170), q(p, 0x170))
-assert u(d, 0x178) == bs, "cbBlock %d" % u(d, 0x178)
-assert u(d, 0x17C) == 0, "cbBlockExtra"
-assert u(d, 0x180) == (q(d, 0x170) + bs - 1) // bs, "cBlocks"
-assert d[0x188:0x198] != bytes(16), "null create UUID"
-assert d[0x198:0x1A8] != bytes(16), "null modify UUID"
-assert d[0x188:0x198] != p[0x188:0x198], "same create UUID as the parent"
-assert d[0x1A8:0x1B8] == p[0x188:0x198], "linkage != parent create UUID"
-assert d[0x1B8:0x1C8] == p[0x198:0x1A8], "parent-modify != parent modify UUID"
-assert u(d, 0x1D4) == 512, "LCHS cbSector"
-' "$1" "$2" "$3"
+    $HELPERS check-diff-header "$1" "$2" "$3"
 }
 
 # A base with data, zero-data, ZERO and FREE blocks, 2 MiB blocks,

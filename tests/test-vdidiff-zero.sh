@@ -24,51 +24,18 @@ skip_if_valgrind "kill -9 of nbdkit under valgrind"
 
 tmp="$(mktemp -d --suffix=.tmp test-vdidiff-zero.XXXXXX)"
 cleanup_fn rm -rf "$tmp"
-export tmp RANDOM_IO
+export tmp RANDOM_IO HELPERS
 
 # A base whose ten 1 MiB blocks all hold random data.
 $MAKE_VDI --size 10M --blocks DDDDDDDDDD --seed z-base \
           --expect "$tmp/base.raw" "$tmp/base.vdi"
 base_sum="$(sha256_of "$tmp/base.vdi")"
 
-# The requests, applied to the disk (h) and to the model (m).
-cat > "$tmp/zero.py" <<'EOF'
-import errno, os
-import nbd
-MiB = 1 << 20
-def do(what, off, n, fn):
-    fn()
-    m[off:off + n] = bytes(n)
-m = bytearray(open(os.environ["model"], "rb").read())
-# Block 0: written, then zeroed whole: stays allocated, reads zeros.
-h.pwrite(b"w" * 1000, 5000)
-do("zero", 0, MiB, lambda: h.zero(MiB, 0))
-# Block 1: zeroed whole.
-do("zero", 1 * MiB, MiB, lambda: h.zero(MiB, 1 * MiB))
-# Block 2: trimmed whole.
-do("trim", 2 * MiB, MiB, lambda: h.trim(MiB, 2 * MiB))
-# Blocks 3-4: one zero request, with FUA.
-do("zero", 3 * MiB, 2 * MiB,
-   lambda: h.zero(2 * MiB, 3 * MiB, nbd.CMD_FLAG_FUA))
-# Block 5: a write of zeros over the whole block.
-do("write", 5 * MiB, MiB, lambda: h.pwrite(bytes(MiB), 5 * MiB))
-# Block 6: a fast zero of the whole block needs no data: accepted.
-do("fast zero", 6 * MiB, MiB,
-   lambda: h.zero(MiB, 6 * MiB, nbd.CMD_FLAG_FAST_ZERO))
-# Block 7: a fast zero of part of it would copy data up: refused,
-# nothing changes; then zeroed for real (copied up, allocated).
-try:
-    h.zero(1000, 7 * MiB + 300, nbd.CMD_FLAG_FAST_ZERO)
-    raise AssertionError("a fast zero that needs a copy-up was accepted")
-except nbd.Error as e:
-    assert e.errnum in (errno.ENOTSUP, errno.EOPNOTSUPP), e
-do("zero", 7 * MiB + 300, 1000, lambda: h.zero(1000, 7 * MiB + 300))
-# Block 8: trimmed in part: copied up, allocated.
-do("trim", 8 * MiB + 4096, 70000, lambda: h.trim(70000, 8 * MiB + 4096))
-# Block 9: untouched.
-assert h.pread(10 * MiB, 0) == bytes(m), "the disk differs from the model"
-open(os.environ["model"], "wb").write(m)
-EOF
+# The requests are helpers.py zero-requests: over blocks of 1 MiB,
+# block 0 written then zeroed whole, 1 zeroed, 2 trimmed, 3-4 zeroed
+# (FUA), 5 written with zeros, 6 zeroed with the fast-zero flag, 7 a
+# fast zero refused then a zero inside, 8 a trim inside, 9 untouched.
+# The disk must then equal the model with those zeros, which is saved.
 
 # check_map IMAGE: blocks 0, 7 and 8 allocated (which slots they got
 # does not matter), 1-6 ZERO, 9 FREE.
@@ -95,7 +62,7 @@ check_map ()
 export model="$tmp/model"
 cp "$tmp/base.raw" "$model"
 nbdkit -U - --filter="$VDIDIFF_FILTER" "$VDI_PLUGIN" "$tmp/base.vdi" \
-       vdidiff="$tmp/diff.vdi" --run 'nbdsh -u "$uri" -c "exec(open(\"$tmp/zero.py\").read())"'
+       vdidiff="$tmp/diff.vdi" --run '$HELPERS zero-requests "$uri" "$model"'
 # The model has zeros where the base had data.
 ! cmp -s "$model" "$tmp/base.raw"
 check_map "$tmp/diff.vdi"
@@ -124,8 +91,7 @@ cp "$tmp/base.raw" "$model"
 start_server "$tmp/pid" "$tmp/sock" "$tmp/log" \
     --filter="$VDIDIFF_FILTER" "$VDI_PLUGIN" "$tmp/base.vdi" \
     vdidiff="$tmp/killed.vdi"
-nbdsh -u "$(uri_of "$tmp/sock")" -c "exec(open(\"$tmp/zero.py\").read())" \
-      -c "h.flush()"
+$HELPERS zero-requests "$(uri_of "$tmp/sock")" "$model" --flush
 p="$(cat "$tmp/pid")"
 kill -9 "$p"
 wait_gone "$p"
@@ -142,7 +108,7 @@ $MAKE_VDI --type diff --parent "$tmp/base.vdi" --parent-expect "$tmp/base.raw" \
 cmp "$tmp/top.raw" "$tmp/base.raw"
 cp "$tmp/top.raw" "$model"
 nbdkit -U - "$VDI_PLUGIN" "$tmp/top.vdi" \
-       --run 'nbdsh -u "$uri" -c "exec(open(\"$tmp/zero.py\").read())"'
+       --run '$HELPERS zero-requests "$uri" "$model"'
 check_map "$tmp/top.vdi"
 $VDI_CHECK "$tmp/top.vdi"
 nbdkit -U - "$VDI_PLUGIN" "$tmp/top.vdi" readonly=true \

@@ -37,15 +37,13 @@ export RANDOM_IO tmp
 
 $MAKE_VDI --size 5M --seed lock --expect "$tmp/model" "$tmp/img.vdi"
 uri () { uri_of "$tmp/$1.sock" $2; }
+# write_one URI: a write and a flush, and the same write to the model.
 write_one ()
 {
     nbdsh -u "$1" -c 'h.pwrite(b"locked" * 1000, 4097); h.flush()'
-    $PYTHON -c '
-import sys
-with open(sys.argv[1], "r+b") as f:
-    f.seek(4097)
-    f.write(b"locked" * 1000)
-' "$tmp/model"
+    yes locked | head -n 1000 | tr -d '\n' |
+        dd of="$tmp/model" bs=6000 seek=4097 oflag=seek_bytes conv=notrunc \
+           iflag=fullblock status=none
 }
 
 # --- One writer, and a second server -----------------------------------

@@ -8,9 +8,6 @@
 #   source ./functions.sh
 #   source $abs_srcdir/write-functions.sh
 
-# The model-based random I/O driver (see its --help).
-RANDOM_IO="$PYTHON $abs_srcdir/random-io.py"
-
 # start_server PIDFILE SOCKET LOG nbdkit-args...
 #
 # (A server in the background writes its errors to LOG only with -v.)
@@ -124,52 +121,21 @@ uri_of ()
 # field as the 32 hex digits of its 16 bytes as stored.
 vdi_field ()
 {
-    $PYTHON -c '
-import struct, sys
-fields = {"signature": (0x40, "<I"), "version": (0x44, "<I"),
-          "cbHeader": (0x48, "<I"), "type": (0x4C, "<I"),
-          "flags": (0x50, "<I"), "offBlocks": (0x154, "<I"),
-          "offData": (0x158, "<I"), "cbDisk": (0x170, "<Q"),
-          "cbBlock": (0x178, "<I"), "cbBlockExtra": (0x17C, "<I"),
-          "cBlocks": (0x180, "<I"), "cBlocksAllocated": (0x184, "<I")}
-uuids = {"uuidCreate": 0x188, "uuidModify": 0x198, "uuidLinkage": 0x1A8,
-         "uuidParentModify": 0x1B8}
-with open(sys.argv[1], "rb") as f:
-    hdr = f.read(0x200)
-name = sys.argv[2]
-if name in uuids:
-    print(hdr[uuids[name]:uuids[name] + 16].hex())
-else:
-    off, fmt = fields[name]
-    print(struct.unpack_from(fmt, hdr, off)[0])
-' "$1" "$2"
+    $HELPERS vdi-field "$1" "$2"
 }
 
 # vdi_map FILE: print the block map, one "INDEX ENTRY" line per block
 # with ENTRY as FREE, ZERO or the slot number.
 vdi_map ()
 {
-    $PYTHON -c '
-import struct, sys
-with open(sys.argv[1], "rb") as f:
-    hdr = f.read(0x200)
-    off_blocks, = struct.unpack_from("<I", hdr, 0x154)
-    n, = struct.unpack_from("<I", hdr, 0x180)
-    f.seek(off_blocks)
-    m = struct.unpack("<%dI" % n, f.read(4 * n))
-for i, e in enumerate(m):
-    print(i, {0xFFFFFFFF: "FREE", 0xFFFFFFFE: "ZERO"}.get(e, e))
-' "$1"
+    $HELPERS vdi-map "$1"
 }
 
 # uuid_text HEX32: the text form of a UUID given as its 16 bytes as
 # stored in a VDI header (GUID byte order), without braces.
 uuid_text ()
 {
-    $PYTHON -c '
-import sys, uuid
-print(uuid.UUID(bytes_le=bytes.fromhex(sys.argv[1])))
-' "$1"
+    $HELPERS uuid-text "$1"
 }
 
 # zeros FILE SIZE: a sparse file of SIZE zero bytes.

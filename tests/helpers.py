@@ -1,0 +1,536 @@
+#!/usr/bin/python3
+# nbdkit-vdi
+# Copyright the nbdkit-vdi authors
+# SPDX-License-Identifier: BSD-3-Clause
+
+"""helpers.py: the Python programs the test scripts call.
+
+The scripts call it as $HELPERS (see functions.sh.in), which runs it
+with the python3 configure found, the one with libnbd's nbd module:
+
+  $HELPERS COMMAND ARGS...
+
+Files and images:
+
+  sha256 FILE
+      A checksum to prove a file was not modified.  Sparse files of
+      several GiB are hashed quickly: the hash covers the size and, for
+      each part that holds data (SEEK_DATA/SEEK_HOLE), its offset and
+      bytes.
+
+  sums DIR
+      "SHA256 ./PATH" (as above) for every .vdi, .vbox, .xml and .vmdk
+      file under DIR, sorted by path; "unreadable ./PATH" for a file
+      that cannot be opened.
+
+  cmp-sparse A B
+      Like "cmp A B" (same size, same bytes) but reads only the parts
+      that hold data in either file, so comparing sparse files of
+      several GiB is quick.
+
+  stream-prefix-then-zero EXPECTED < STREAM
+      STREAM starts with the bytes of the file EXPECTED and has only
+      zeros after them (7zz -so shows cbDisk exactly, while qemu rounds
+      odd sizes up); gigabytes of zeros never reach the disk.
+
+  write-data FILE OFFSET LENGTH SEED|zero
+      Write LENGTH bytes at OFFSET in FILE (made if missing, never
+      truncated): pseudo-random bytes from SEED, or with "zero", zeros
+      written as data (not a hole).
+
+  random-runs FILE SIZE SEED
+      A new FILE of SIZE bytes: random data in runs of odd lengths,
+      with runs of zeros written as data and holes between them.
+
+  map-covers MODEL GOT
+      Both are "OFFSET LENGTH data|zero" runs over the same size; every
+      byte MODEL calls data must be data in GOT.
+
+VDI headers (version 1.1; UUIDs are stored in GUID byte order):
+
+  vdi-field FILE FIELD
+      A header field as a number, or a UUID field (uuidCreate,
+      uuidModify, uuidLinkage, uuidParentModify) as the 32 hex digits
+      of its 16 bytes as stored.
+
+  vdi-uuid FILE FIELD
+      A UUID field in its text form, without braces.
+
+  uuid-text HEX32
+      The text form of a UUID given as its 16 bytes as stored.
+
+  vdi-map FILE
+      The block map, one "INDEX ENTRY" line per block, ENTRY being
+      FREE, ZERO or the slot number.
+
+  check-diff-header DIFF PARENT BLOCK_SIZE
+      DIFF is a differencing image in VirtualBox's layout made for
+      PARENT, with blocks of BLOCK_SIZE: checked field by field.
+
+Over NBD (URI is nbdkit's $uri):
+
+  random-reads URI EXPECTED [--block N] [--reads N] [--seed S]
+      The export's size is EXPECTED's, and N random reads (odd offsets
+      and lengths, most of them across edges of blocks of --block
+      bytes) return EXPECTED's bytes.
+
+  req-one URI MAP
+      Block status with the REQ_ONE flag at the start, the middle and
+      the last byte of every "OFFSET LENGTH data|zero" run of MAP
+      (runs of another kind on either side) answers one extent that
+      does not go past the run, and calls it zero exactly when MAP
+      does.
+
+  zero-requests URI MODEL [--flush]
+      The requests of test-vdidiff-zero.sh over ten 1 MiB blocks: zero,
+      trim and fast zero of whole blocks, a write of zeros, zeros and
+      trims inside blocks, a fast zero that must be refused; the disk
+      must then equal MODEL with the same zeros, which is saved.  With
+      --flush, a flush follows.
+
+  modify-uuid URI IMAGE
+      The modification UUID in IMAGE's header (the image the server
+      writes) is renewed by the first write of a connection and by a
+      flush after writes, and by nothing else.
+"""
+
+import argparse
+import errno
+import hashlib
+import os
+import random
+import struct
+import sys
+import uuid
+
+KiB = 1024
+MiB = 1024 * KiB
+CHUNK = 1 * MiB
+
+
+def die(msg):
+    sys.exit("helpers.py: " + msg)
+
+
+def data_segments(fd, size):
+    """The (start, end) parts of a file that hold data."""
+    segs, off = [], 0
+    while off < size:
+        try:
+            start = os.lseek(fd, off, os.SEEK_DATA)
+        except OSError as e:
+            if e.errno == errno.ENXIO:
+                break
+            raise
+        end = os.lseek(fd, start, os.SEEK_HOLE)
+        segs.append((start, end))
+        off = end
+    return segs
+
+
+def sparse_sha256(fd):
+    size = os.fstat(fd).st_size
+    h = hashlib.sha256(b"size %d\n" % size)
+    for start, end in data_segments(fd, size):
+        h.update(b"data at %d\n" % start)
+        while start < end:
+            buf = os.pread(fd, min(end - start, CHUNK), start)
+            if not buf:
+                break
+            h.update(buf)
+            start += len(buf)
+    return h.hexdigest()
+
+
+def cmd_sha256(args):
+    fd = os.open(args.file, os.O_RDONLY)
+    print(sparse_sha256(fd))
+    os.close(fd)
+
+
+def cmd_sums(args):
+    os.chdir(args.dir)
+    names = []
+    for dirpath, dirs, files in os.walk("."):
+        for f in files:
+            if f.lower().endswith((".vdi", ".vbox", ".xml", ".vmdk")):
+                names.append(os.path.join(dirpath, f))
+    for name in sorted(names):
+        if not os.path.isfile(name):
+            continue
+        try:
+            fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK)
+        except PermissionError:
+            print("unreadable", name)
+            continue
+        print(sparse_sha256(fd), name)
+        os.close(fd)
+
+
+def cmd_cmp_sparse(args):
+    a, b = args.a, args.b
+    fa, fb = os.open(a, os.O_RDONLY), os.open(b, os.O_RDONLY)
+    size = os.fstat(fa).st_size
+    if os.fstat(fb).st_size != size:
+        die("cmp-sparse: %s has %d bytes, %s has %d"
+            % (a, size, b, os.fstat(fb).st_size))
+    segs = sorted(data_segments(fa, size) + data_segments(fb, size))
+    merged = []
+    for s, e in segs:
+        if merged and s <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], e)
+        else:
+            merged.append([s, e])
+    for s, e in merged:
+        off = s
+        while off < e:
+            n = min(e - off, CHUNK)
+            x, y = os.pread(fa, n, off), os.pread(fb, n, off)
+            if x != y:
+                i = next(i for i in range(len(x)) if x[i] != y[i])
+                die("cmp-sparse: %s %s differ: byte %d" % (a, b, off + i + 1))
+            off += n
+
+
+def cmd_stream_prefix_then_zero(args):
+    stream = sys.stdin.buffer
+    with open(args.expected, "rb") as f:
+        pos = 0
+        while True:
+            want = f.read(CHUNK)
+            got = stream.read(len(want)) if want else b""
+            if got != want:
+                for i in range(min(len(got), len(want))):
+                    if got[i] != want[i]:
+                        break
+                else:
+                    i = min(len(got), len(want))
+                die("%s: stream differs at byte %d (%s)" %
+                    (args.expected, pos + i,
+                     "stream too short" if len(got) < len(want) else "data"))
+            if not want:
+                break
+            pos += len(want)
+    while True:
+        rest = stream.read(CHUNK)
+        if not rest:
+            break
+        if rest.count(0) != len(rest):
+            die("%s: stream has non-zero bytes past the expected %d"
+                % (args.expected, pos))
+        pos += len(rest)
+
+
+def cmd_write_data(args):
+    if args.seed == "zero":
+        data = bytes(args.length)
+    else:
+        data = random.Random(args.seed).randbytes(args.length)
+    fd = os.open(args.file, os.O_WRONLY | os.O_CREAT, 0o644)
+    os.pwrite(fd, data, args.offset)
+    os.close(fd)
+
+
+def cmd_random_runs(args):
+    rng = random.Random(args.seed)
+    with open(args.file, "wb") as f:
+        f.truncate(args.size)
+        off = 0
+        while off < args.size:
+            n = min(args.size - off, rng.randint(1, 3 * MiB))
+            r = rng.random()
+            if r < 0.5:
+                f.seek(off)
+                f.write(rng.randbytes(n))
+            elif r < 0.7:
+                f.seek(off)
+                f.write(bytes(n))          # zeros written as data
+            off += n                       # else: a hole
+
+
+def read_runs(path):
+    out = []
+    with open(path) as f:
+        for line in f:
+            o, n, k = line.split()
+            out.append((int(o), int(n), k))
+    return out
+
+
+def cmd_map_covers(args):
+    model, got = read_runs(args.model), read_runs(args.got)
+    if sum(n for _, n, _ in model) != sum(n for _, n, _ in got):
+        die("map-covers: the maps cover different sizes")
+    for o, n, k in model:
+        if k != "data":
+            continue
+        for go, gn, gk in got:
+            lo, hi = max(o, go), min(o + n, go + gn)
+            if lo < hi and gk != "data":
+                die("map-covers: %d..%d is data in the model, zero in %s"
+                    % (lo, hi, args.got))
+
+
+# ----------------------------------------------------------------------
+# VDI headers.
+
+FIELDS = {"signature": (0x40, "<I"), "version": (0x44, "<I"),
+          "cbHeader": (0x48, "<I"), "type": (0x4C, "<I"),
+          "flags": (0x50, "<I"), "offBlocks": (0x154, "<I"),
+          "offData": (0x158, "<I"), "cbDisk": (0x170, "<Q"),
+          "cbBlock": (0x178, "<I"), "cbBlockExtra": (0x17C, "<I"),
+          "cBlocks": (0x180, "<I"), "cBlocksAllocated": (0x184, "<I")}
+UUIDS = {"uuidCreate": 0x188, "uuidModify": 0x198, "uuidLinkage": 0x1A8,
+         "uuidParentModify": 0x1B8}
+
+
+def read_header(path):
+    with open(path, "rb") as f:
+        return f.read(0x200)
+
+
+def uuid_bytes(path, name):
+    if name not in UUIDS:
+        die("%s is not a UUID field (%s)" % (name, ", ".join(UUIDS)))
+    return read_header(path)[UUIDS[name]:UUIDS[name] + 16]
+
+
+def cmd_vdi_field(args):
+    if args.field in UUIDS:
+        print(uuid_bytes(args.file, args.field).hex())
+    elif args.field in FIELDS:
+        off, fmt = FIELDS[args.field]
+        print(struct.unpack_from(fmt, read_header(args.file), off)[0])
+    else:
+        die("unknown header field %s" % args.field)
+
+
+def cmd_vdi_uuid(args):
+    print(uuid.UUID(bytes_le=uuid_bytes(args.file, args.field)))
+
+
+def cmd_uuid_text(args):
+    print(uuid.UUID(bytes_le=bytes.fromhex(args.hex)))
+
+
+def cmd_vdi_map(args):
+    with open(args.file, "rb") as f:
+        hdr = f.read(0x200)
+        off_blocks, = struct.unpack_from("<I", hdr, 0x154)
+        n, = struct.unpack_from("<I", hdr, 0x180)
+        f.seek(off_blocks)
+        m = struct.unpack("<%dI" % n, f.read(4 * n))
+    for i, e in enumerate(m):
+        print(i, {0xFFFFFFFF: "FREE", 0xFFFFFFFE: "ZERO"}.get(e, e))
+
+
+def cmd_check_diff_header(args):
+    d, p = read_header(args.diff), read_header(args.parent)
+    bs = args.block_size
+    u = lambda b, o: struct.unpack_from("<I", b, o)[0]
+    q = lambda b, o: struct.unpack_from("<Q", b, o)[0]
+    checks = [
+        (d[:64].rstrip(b"\0").endswith(b">>>\n"), "pre-header %r" % d[:64]),
+        (u(d, 0x40) == 0xBEDA107F, "signature"),
+        (u(d, 0x44) == 0x00010001, "version %x" % u(d, 0x44)),
+        (u(d, 0x48) == 400, "cbHeader %d" % u(d, 0x48)),
+        (u(d, 0x4C) == 4, "type %d" % u(d, 0x4C)),
+        (u(d, 0x50) == 0, "flags"),
+        (u(d, 0x154) % MiB == 0, "offBlocks %d" % u(d, 0x154)),
+        (u(d, 0x158) % MiB == 0, "offData %d" % u(d, 0x158)),
+        (u(d, 0x158) >= u(d, 0x154) + 4 * u(d, 0x180), "offData"),
+        (u(d, 0x168) == 512, "legacy cbSector"),
+        (q(d, 0x170) == q(p, 0x170),
+         "cbDisk %d != %d" % (q(d, 0x170), q(p, 0x170))),
+        (u(d, 0x178) == bs, "cbBlock %d" % u(d, 0x178)),
+        (u(d, 0x17C) == 0, "cbBlockExtra"),
+        (u(d, 0x180) == (q(d, 0x170) + bs - 1) // bs, "cBlocks"),
+        (d[0x188:0x198] != bytes(16), "null create UUID"),
+        (d[0x198:0x1A8] != bytes(16), "null modify UUID"),
+        (d[0x188:0x198] != p[0x188:0x198], "same create UUID as the parent"),
+        (d[0x1A8:0x1B8] == p[0x188:0x198], "linkage != parent create UUID"),
+        (d[0x1B8:0x1C8] == p[0x198:0x1A8],
+         "parent-modify != parent modify UUID"),
+        (u(d, 0x1D4) == 512, "LCHS cbSector"),
+    ]
+    for ok, what in checks:
+        if not ok:
+            die("check-diff-header: %s: %s" % (args.diff, what))
+
+
+# ----------------------------------------------------------------------
+# Over NBD.
+
+def connect(uri, extents=False):
+    import nbd
+    h = nbd.NBD()
+    if extents:
+        h.add_meta_context(nbd.CONTEXT_BASE_ALLOCATION)
+    h.connect_uri(uri)
+    return h
+
+
+def cmd_random_reads(args):
+    h = connect(args.uri)
+    path = args.expected
+    size = h.get_size()
+    if size != os.path.getsize(path):
+        die("random-reads: size %d != expected %d"
+            % (size, os.path.getsize(path)))
+    bs = args.block
+    rng = random.Random(args.seed)
+    with open(path, "rb") as f:
+        for i in range(args.reads):
+            if rng.random() < 0.6 and size > bs:
+                # Start a little before a block boundary.
+                b = rng.randrange(1, (size + bs - 1) // bs)
+                off = max(0, b * bs - rng.randrange(1, 5000))
+            else:
+                off = rng.randrange(size)
+            n = rng.randint(1, min(size - off, 2 * bs + 1000, 8 * MiB))
+            f.seek(off)
+            want = f.read(n)
+            got = h.pread(n, off)
+            if got != want:
+                die("random-reads: read of %d bytes at %d differs" % (n, off))
+    h.shutdown()
+
+
+def cmd_req_one(args):
+    import nbd
+    h = connect(args.uri, extents=True)
+    for o, n, k in read_runs(args.map):
+        for start in (o, o + n // 2, o + n - 1):
+            got = []
+
+            def cb(meta, off, entries, err):
+                got.extend(entries)
+            h.block_status(min(MiB, h.get_size() - start), start, cb,
+                           nbd.CMD_FLAG_REQ_ONE)
+            if not 1 <= got[0] <= o + n - start:
+                die("req-one: at %d: %s, the run is %d %d"
+                    % (start, got, o, n))
+            if (got[1] & nbd.STATE_ZERO != 0) != (k == "zero"):
+                die("req-one: at %d: %s, the run is %s" % (start, got, k))
+    h.shutdown()
+
+
+def cmd_zero_requests(args):
+    import nbd
+    h = connect(args.uri)
+    with open(args.model, "rb") as f:
+        m = bytearray(f.read())
+
+    def do(off, n, fn):
+        fn()
+        m[off:off + n] = bytes(n)
+
+    # Block 0: written, then zeroed whole: stays allocated, reads zeros.
+    h.pwrite(b"w" * 1000, 5000)
+    do(0, MiB, lambda: h.zero(MiB, 0))
+    # Block 1: zeroed whole.
+    do(1 * MiB, MiB, lambda: h.zero(MiB, 1 * MiB))
+    # Block 2: trimmed whole.
+    do(2 * MiB, MiB, lambda: h.trim(MiB, 2 * MiB))
+    # Blocks 3-4: one zero request, with FUA.
+    do(3 * MiB, 2 * MiB,
+       lambda: h.zero(2 * MiB, 3 * MiB, nbd.CMD_FLAG_FUA))
+    # Block 5: a write of zeros over the whole block.
+    do(5 * MiB, MiB, lambda: h.pwrite(bytes(MiB), 5 * MiB))
+    # Block 6: a fast zero of the whole block needs no data: accepted.
+    do(6 * MiB, MiB, lambda: h.zero(MiB, 6 * MiB, nbd.CMD_FLAG_FAST_ZERO))
+    # Block 7: a fast zero of part of it would copy data up: refused,
+    # nothing changes; then zeroed for real (copied up, allocated).
+    try:
+        h.zero(1000, 7 * MiB + 300, nbd.CMD_FLAG_FAST_ZERO)
+        die("zero-requests: a fast zero that needs a copy-up was accepted")
+    except nbd.Error as e:
+        if e.errnum not in (errno.ENOTSUP, errno.EOPNOTSUPP):
+            die("zero-requests: the fast zero failed with %s" % e)
+    do(7 * MiB + 300, 1000, lambda: h.zero(1000, 7 * MiB + 300))
+    # Block 8: trimmed in part: copied up, allocated.
+    do(8 * MiB + 4096, 70000, lambda: h.trim(70000, 8 * MiB + 4096))
+    # Block 9: untouched.
+    if h.pread(10 * MiB, 0) != bytes(m):
+        die("zero-requests: the disk differs from the model")
+    with open(args.model, "wb") as f:
+        f.write(m)
+    if args.flush:
+        h.flush()
+    h.shutdown()
+
+
+def cmd_modify_uuid(args):
+    h = connect(args.uri)
+
+    def modify():
+        return uuid_bytes(args.image, "uuidModify")
+
+    m0 = modify()
+    h.pwrite(b"x" * 1000, 12345)
+    m1 = modify()
+    if m1 == m0:
+        die("modify-uuid: the first write did not renew the modify UUID")
+    h.pwrite(b"y" * 1000, 22345)
+    if modify() != m1:
+        die("modify-uuid: a second write renewed the modify UUID")
+    h.flush()
+    m2 = modify()
+    if m2 == m1:
+        die("modify-uuid: flush after writes did not renew the modify UUID")
+    h.flush()
+    if modify() != m2:
+        die("modify-uuid: flush without writes renewed the modify UUID")
+    h.shutdown()
+
+
+# ----------------------------------------------------------------------
+
+def main():
+    p = argparse.ArgumentParser(
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    def command(name, fn, *args):
+        sp = sub.add_parser(name)
+        for a in args:
+            if isinstance(a, tuple):
+                sp.add_argument(a[0], **a[1])
+            else:
+                sp.add_argument(a)
+        sp.set_defaults(fn=fn)
+        return sp
+
+    integer = {"type": int}
+    command("sha256", cmd_sha256, "file")
+    command("sums", cmd_sums, "dir")
+    command("cmp-sparse", cmd_cmp_sparse, "a", "b")
+    command("stream-prefix-then-zero", cmd_stream_prefix_then_zero,
+            "expected")
+    command("write-data", cmd_write_data, "file", ("offset", integer),
+            ("length", integer), "seed")
+    command("random-runs", cmd_random_runs, "file", ("size", integer),
+            "seed")
+    command("map-covers", cmd_map_covers, "model", "got")
+    command("vdi-field", cmd_vdi_field, "file", "field")
+    command("vdi-uuid", cmd_vdi_uuid, "file", "field")
+    command("uuid-text", cmd_uuid_text, "hex")
+    command("vdi-map", cmd_vdi_map, "file")
+    command("check-diff-header", cmd_check_diff_header, "diff", "parent",
+            ("block_size", integer))
+    command("random-reads", cmd_random_reads, "uri", "expected",
+            ("--block", {"type": int, "default": MiB}),
+            ("--reads", {"type": int, "default": 100}),
+            ("--seed", {"default": "1"}))
+    command("req-one", cmd_req_one, "uri", "map")
+    command("zero-requests", cmd_zero_requests, "uri", "model",
+            ("--flush", {"action": "store_true"}))
+    command("modify-uuid", cmd_modify_uuid, "uri", "image")
+
+    args = p.parse_args()
+    args.fn(args)
+
+
+if __name__ == "__main__":
+    main()
