@@ -22,8 +22,8 @@
 requires nbdinfo --version
 requires nbdcopy --version
 requires qemu-img --version
+requires_python_nbd
 requires_nbdsh
-requires $PYTHON --version
 
 tmp="$(realpath "$(mktemp -d --suffix=.tmp "$(basename "$0" .sh).XXXXXX")")"
 cleanup_fn rm -rf "$tmp"

@@ -48,6 +48,7 @@ set -x
 # Time stamps in the log show where the time goes (the launches).
 PS4='+ $(date +%T) '
 
+requires_python_nbd
 requires guestfish --version
 requires virt-make-fs --help
 requires virt-inspector --help

@@ -20,6 +20,7 @@ source ./functions.sh
 set -e
 set -x
 
+requires_python_nbd
 requires qemu-img --version
 requires qemu-io --version
 requires nbdinfo --version

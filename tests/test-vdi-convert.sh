@@ -14,6 +14,7 @@ source ./functions.sh
 set -e
 set -x
 
+requires_python_nbd
 requires qemu-img --version
 requires nbdcopy --version
 requires jq --version

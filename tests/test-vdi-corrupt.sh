@@ -12,6 +12,8 @@ source ./functions.sh
 set -e
 set -x
 
+requires_python_nbd
+
 tmp="$(mktemp -d --suffix=.tmp test-vdi-corrupt.XXXXXX)"
 cleanup_fn rm -rf "$tmp"
 

@@ -19,7 +19,7 @@ set -x
 requires qemu-img --version
 requires 7zz i
 requires jq --version
-requires $PYTHON --version
+requires_python_nbd
 
 tmp="$(mktemp -d --suffix=.tmp test-vdi-make-vdi.XXXXXX)"
 cleanup_fn rm -rf "$tmp"

@@ -12,6 +12,7 @@ source ./functions.sh
 set -e
 set -x
 
+requires_python_nbd
 requires qemu-img --version
 
 tmp="$(mktemp -d --suffix=.tmp test-vdi-not-vdi.XXXXXX)"

@@ -7,6 +7,11 @@
 #
 #   source ./functions.sh
 #   source $abs_srcdir/write-functions.sh
+#
+# It skips the test unless configure found a python3 with the nbd
+# module: $RANDOM_IO and the helpers below need it.
+
+requires_python_nbd
 
 # start_server PIDFILE SOCKET LOG nbdkit-args...
 #
