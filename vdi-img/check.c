@@ -107,7 +107,7 @@ check_run (int argc, char *argv[])
                            NULL)) != -1)
     command_common_option (&check_command, c);
   if (optind >= argc)
-    command_usage_error (&check_command, "expected at least one IMAGE");
+    usage_error (&check_command, "expected at least one IMAGE");
 
   for (i = optind; i < argc; ++i) {
     const enum check_status s = check_image (argv[i]);

@@ -383,7 +383,7 @@ info_run (int argc, char *argv[])
       else if (strcmp (optarg, "json") == 0)
         output = OUTPUT_JSON;
       else
-        command_usage_error (&info_command,
+        usage_error (&info_command,
                              "unknown output format '%s' "
                              "(it can be 'human' or 'json')", optarg);
       break;
@@ -395,10 +395,10 @@ info_run (int argc, char *argv[])
     }
   }
   if (optind != argc - 1)
-    command_usage_error (&info_command, "expected one IMAGE, got %d",
+    usage_error (&info_command, "expected one IMAGE, got %d",
                          argc - optind);
   if (parent_dirs.n > 0 && !chain)
-    command_usage_error (&info_command, "--parent-dir needs --chain");
+    usage_error (&info_command, "--parent-dir needs --chain");
   filename = argv[optind];
 
   if (chain) {

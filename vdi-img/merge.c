@@ -96,16 +96,16 @@ merge_run (int argc, char *argv[])
     }
   }
   if (into_parent && into_child)
-    command_usage_error (&merge_command,
+    usage_error (&merge_command,
                          "--into-parent and --into-child cannot be "
                          "used together");
   if (parent_dirs.n > 0 && registry_files.n > 0)
-    command_usage_error (&merge_command,
+    usage_error (&merge_command,
                          "--parent-dir and --registry cannot be used "
                          "together: with a registry, images are found "
                          "in the registry");
   if (optind != argc - 1)
-    command_usage_error (&merge_command, "expected one IMAGE, got %d",
+    usage_error (&merge_command, "expected one IMAGE, got %d",
                          argc - optind);
 
   if (registry_files.n > 0) {

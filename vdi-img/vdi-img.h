@@ -11,6 +11,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "libvdi.h"
+
 /* One command: "vdi-img NAME ...". */
 struct command {
   const char *name;
@@ -23,7 +25,10 @@ struct command {
   int (*run) (int argc, char *argv[]);
 };
 
-/* vdi-img.c */
+/* The name every message starts with. */
+#define PROGRAM_NAME "vdi-img"
+
+/* cli.c */
 
 /* -v, --verbose: print libvdi's debug messages. */
 extern bool verbose;
@@ -37,14 +42,12 @@ extern unsigned error_count;
  */
 extern void command_common_option (const struct command *cmd, int c)
   __attribute__ ((__nonnull__ (1)));
-/* A usage error: print "vdi-img NAME: message" (unless fs is NULL,
- * when getopt has already said what is wrong) and the hint to run
- * --help on stderr, exit 1.
+/* A usage error: print "vdi-img NAME: message" ("vdi-img: message"
+ * if cmd is NULL; nothing if fs is NULL, when getopt has already said
+ * what is wrong) and the hint to run --help on stderr, exit 1.
  */
-extern void command_usage_error (const struct command *cmd,
-                                 const char *fs, ...)
-  __attribute__ ((__noreturn__, __nonnull__ (1),
-                  __format__ (__printf__, 2, 3)));
+extern void usage_error (const struct command *cmd, const char *fs, ...)
+  __attribute__ ((__noreturn__, __format__ (__printf__, 2, 3)));
 
 /* The values of a repeatable option (--parent-dir, --registry), in
  * the order given.
@@ -65,6 +68,11 @@ extern void option_list_free (struct option_list *l)
  */
 extern void progress_update (double percent);
 extern void progress_end (void);
+
+/* libvdi's log function: "vdi-img: message" on stderr for errors
+ * (counted in error_count) and warnings; debug only when verbose.
+ */
+extern void cli_log_message (enum vdi_log_level level, const char *msg);
 
 /* info.c */
 extern const struct command info_command;
