@@ -470,6 +470,34 @@ test_fixed (void)
   reopen_check_free (&d, false, NULL);
 }
 
+/* One write over allocated blocks whose slots follow each other in
+ * the file (written as one run) and blocks whose slots do not (block 3
+ * got its slot after block 4), with unallocated blocks between.
+ */
+static void
+test_allocated_runs (void)
+{
+  struct disk d = { 0 };
+  unsigned round;
+
+  disk_open (&d, make_image (8 * BS, VDI_TYPE_NORMAL, 5, NULL), false, true);
+  do_write (&d, 0, 3 * BS, 0x11, NULL);
+  do_write (&d, 4 * BS, BS, 0x22, NULL);
+  do_write (&d, 3 * BS, BS, 0x33, NULL);
+  do_write (&d, 6 * BS, 2 * BS, 0x44, NULL);
+  CU_ASSERT_EQUAL (vdi_image_map_entry (vdi_chain_image (d.chain, 0), 3), 4);
+  CU_ASSERT_EQUAL (vdi_image_map_entry (vdi_chain_image (d.chain, 0), 4), 3);
+  for (round = 0; round < 2; ++round) {
+    do_write (&d, 100, 8 * BS - 200, 0x55 + round, NULL);
+    check_model (&d, NULL);
+    do_zero (&d, BS / 2, 7 * BS, NULL);
+    check_model (&d, NULL);
+  }
+  CU_ASSERT_EQUAL (vdi_image_map_entry (vdi_chain_image (d.chain, 0), 5), 7);
+  flush (&d);
+  reopen_check_free (&d, false, NULL);
+}
+
 /* The modify UUID: renewed at the first write and at flushes after
  * writes, as VirtualBox does; never the create UUID.
  */
@@ -677,6 +705,7 @@ main (void)
   ADD_TEST (s, test_zero_base);
   ADD_TEST (s, test_layer_copy_up);
   ADD_TEST (s, test_fixed);
+  ADD_TEST (s, test_allocated_runs);
   ADD_TEST (s, test_modify_uuid);
   ADD_TEST (s, test_read_only);
   ADD_TEST (s, test_allocation_race);

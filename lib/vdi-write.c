@@ -408,8 +408,9 @@ place_write (struct vdi_chain *chain, uint32_t b, const void *data,
   return PLACE_IN_NEW_SLOT;
 }
 
-/* Write len bytes of data (NULL: zeros) at byte lo of allocated top
- * block b, in place in its slot.
+/* Write len bytes of data (NULL: zeros) in place, from byte lo of the
+ * slot entry of an allocated top block (len may run on into the slots
+ * that follow it, see allocated_span).
  */
 static int
 write_in_block (struct vdi_chain *chain, uint32_t entry, const void *data,
@@ -477,8 +478,30 @@ write_block (struct vdi_chain *chain, uint32_t b, const void *data,
   }
 }
 
+/* Top block b is allocated in slot entry, and a write covers len
+ * bytes of it and count bytes in all.  How many bytes from there on
+ * lie in slots that follow each other in the file, so that one pwrite
+ * writes them?  (Blocks allocated one after the other, as a merge or a
+ * sequential writer leaves them, mostly do.)
+ */
+static uint32_t
+allocated_span (const struct vdi_image *top, uint32_t b, uint32_t entry,
+                uint32_t len, uint32_t count)
+{
+  const struct vdi_header *h = vdi_image_header (top);
+  uint32_t n;
+
+  if (h->block_extra > 0)       /* extra bytes lie between the slots */
+    return len;
+  for (n = 1; len < count && b + n < h->blocks &&
+         vdi_image_map_entry (top, b + n) == entry + n; ++n)
+    len += MIN (count - len, h->block_size);
+  return len;
+}
+
 /* Split [offset, offset + count) at the top image's block edges and
- * write each piece.
+ * write each piece: runs of allocated blocks in place, unallocated
+ * blocks one by one.
  */
 int
 vdi_chain_pwrite (struct vdi_chain *chain, const void *buf,
@@ -495,8 +518,16 @@ vdi_chain_pwrite (struct vdi_chain *chain, const void *buf,
     uint32_t b = offset / block_size;
     uint32_t lo = offset % block_size;
     uint32_t len = MIN (count, block_size - lo);
+    uint32_t entry = vdi_image_map_entry (chain->images[0], b);
+    int r;
 
-    if (write_block (chain, b, data, lo, len, below) == -1)
+    if (VDI_BLOCK_IS_ALLOCATED (entry)) {
+      len = allocated_span (chain->images[0], b, entry, len, count);
+      r = write_in_block (chain, entry, data, lo, len);
+    }
+    else
+      r = write_block (chain, b, data, lo, len, below);
+    if (r == -1)
       return -1;
     if (data)
       data += len;
