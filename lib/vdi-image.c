@@ -440,6 +440,14 @@ vdi_map_update_free (struct vdi_map_update *u)
   memset (u, 0, sizeof *u);
 }
 
+void
+vdi_image_start_writeback (struct vdi_image *img)
+{
+#ifdef HAVE_SYNC_FILE_RANGE
+  sync_file_range (img->fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+#endif
+}
+
 int
 vdi_image_sync (struct vdi_image *img)
 {

@@ -103,6 +103,11 @@ extern int vdi_image_write_header (struct vdi_image *img);
 /* Grow the file to size bytes if it is shorter (never shrinks it). */
 extern int vdi_image_extend (struct vdi_image *img, uint64_t size);
 extern int vdi_image_sync (struct vdi_image *img);
+/* Start writing back what has been written so far, without waiting
+ * for it, so that a later sync has less to do.  Only a hint: errors
+ * are left for the sync to report.
+ */
+extern void vdi_image_start_writeback (struct vdi_image *img);
 
 /* Map entries change in memory.  At a flush the changed pages are
  * copied under the chain's lock, then written without it.

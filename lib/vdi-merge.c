@@ -67,6 +67,12 @@
  */
 #define MERGE_RUN_SIZE UINT32_C (16 * 1024 * 1024)
 
+/* Every this many bytes, the receiver's writeback is started, so that
+ * the disk writes while the merge copies, and the flush at the end
+ * waits for little.
+ */
+#define MERGE_WRITEBACK_SIZE (64 * 1024 * 1024)
+
 /* What a journal says is left to do. */
 struct journal {
   enum vdi_merge_direction direction;
@@ -341,9 +347,15 @@ finish (const char *filename, const char *journal_path,
   return remove_file (journal_path);
 }
 
+/* After each run of the copy, from offset done of total: start the
+ * receiver's writeback now and then, and tell the caller.
+ */
 static void
-report (const struct vdi_merge *merge, uint64_t done, uint64_t total)
+report (const struct vdi_merge *merge, struct vdi_image *receiver,
+        uint64_t done, uint64_t total)
 {
+  if (done / MERGE_WRITEBACK_SIZE != (done - 1) / MERGE_WRITEBACK_SIZE)
+    vdi_image_start_writeback (receiver);
   if (merge->progress)
     merge->progress (merge->opaque, done, total);
 }
@@ -405,7 +417,7 @@ copy_into_parent (struct vdi_image *child, struct vdi_chain *parent,
       if (vdi_chain_pwrite (parent, buf, len, offset, 0, NULL) == -1)
         return -1;
     }
-    report (merge, offset + len, size);
+    report (merge, parent->images[0], offset + len, size);
   }
   return 0;
 }
@@ -456,7 +468,7 @@ parent_run (const struct vdi_chain *chain, uint32_t b, uint32_t end)
 static int
 copy_into_child (struct vdi_chain *chain, const struct vdi_merge *merge)
 {
-  const struct vdi_image *top = chain->images[0];
+  struct vdi_image *top = chain->images[0];
   const uint32_t block_size = vdi_image_header (top)->block_size;
   const uint64_t size = chain->size;
   const uint32_t end = DIV_ROUND_UP (size, (uint64_t) block_size);
@@ -480,7 +492,8 @@ copy_into_child (struct vdi_chain *chain, const struct vdi_merge *merge)
           vdi_chain_pwrite (chain, buf, len, offset, 0, NULL) == -1)
         return -1;
     }
-    report (merge, MIN (offset + (uint64_t) n * block_size, size), size);
+    report (merge, chain->images[0],
+            MIN (offset + (uint64_t) n * block_size, size), size);
   }
   return 0;
 }
