@@ -235,6 +235,12 @@ struct vdi_parent_search {
   /* Otherwise the folders of the images and these folders are read. */
   const char *const *dirs;
   size_t nr_dirs;
+  /* How the user names more folders and a registry ("parent-dir=",
+   * "registry="; "--parent-dir", "--registry"), for the hints of the
+   * errors when a parent is not found or found twice.  NULL: no hint.
+   */
+  const char *dirs_option;
+  const char *registry_option;
 };
 
 /* Open filename (with top_flags, e.g. VDI_OPEN_WRITE) and, if it is a

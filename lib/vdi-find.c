@@ -298,12 +298,32 @@ find_candidate (const struct finder *f, const struct vdi_uuid *want,
   return found;
 }
 
+/* " (use DIRS or REGISTRY WHAT)" with the options the user has for
+ * more folders (if dirs) and a registry, as the caller named them, or
+ * "" if it named none.  Written into buf[256].
+ */
+static const char *
+search_hint (const struct vdi_parent_search *search, bool dirs,
+             const char *what, char *buf)
+{
+  const char *a = dirs ? search->dirs_option : NULL;
+  const char *b = search->registry_option;
+
+  if (a && b)
+    snprintf (buf, 256, " (use %s or %s%s)", a, b, what);
+  else if (a || b)
+    snprintf (buf, 256, " (use %s%s)", a ? a : b, what);
+  else
+    buf[0] = '\0';
+  return buf;
+}
+
 /* Find the file of the parent of child by scanning folders. */
 static char *
 find_parent_in_folders (struct finder *f, const struct vdi_image *child)
 {
   const struct vdi_uuid *want = &vdi_image_header (child)->uuid_linkage;
-  char uuid[VDI_UUID_STRLEN];
+  char uuid[VDI_UUID_STRLEN], hint[256];
   const struct candidate *found, *other;
   char *r;
 
@@ -313,9 +333,9 @@ find_parent_in_folders (struct finder *f, const struct vdi_image *child)
   found = find_candidate (f, want, false, &other);
   if (other) {
     vdi_error ("%s: parent %s is ambiguous: %s and %s both have this "
-               "UUID (use registry= to choose)",
-               vdi_image_filename (child), vdi_uuid_format (want, uuid),
-               found->path, other->path);
+               "UUID%s", vdi_image_filename (child),
+               vdi_uuid_format (want, uuid), found->path, other->path,
+               search_hint (f->search, false, " to choose", hint));
     return NULL;
   }
   if (found == NULL && (found = find_candidate (f, want, true, &other))) {
@@ -338,10 +358,10 @@ find_parent_in_folders (struct finder *f, const struct vdi_image *child)
   if (found == NULL) {
     CLEANUP_FREE char *where = searched_folders (f);
 
-    vdi_error ("%s: parent %s not found; looked in %s "
-               "(use parent-dir= or registry=)",
+    vdi_error ("%s: parent %s not found; looked in %s%s",
                vdi_image_filename (child), vdi_uuid_format (want, uuid),
-               where ? where : "its folders");
+               where ? where : "its folders",
+               search_hint (f->search, true, "", hint));
     return NULL;
   }
   r = strdup (found->path);

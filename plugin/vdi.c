@@ -416,6 +416,8 @@ vdi_get_ready (void)
   struct vdi_parent_search search = {
     .dirs = (const char *const *) parent_dirs,
     .nr_dirs = nr_parent_dirs,
+    .dirs_option = "parent-dir=",
+    .registry_option = "registry=",
   };
   const struct vbox_medium *medium;
   const struct vdi_header *h;

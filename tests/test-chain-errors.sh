@@ -241,7 +241,7 @@ nbdkit -U - "$VDI_PLUGIN" "$d/Snapshots/child.vdi" \
 cat "$tmp/stale.err"
 grep -v '^==[0-9]*==' "$tmp/stale.err" | grep -i warning > "$tmp/stale.lines"
 cat > "$tmp/stale.expected" <<EOF
-nbdkit: warning: $d/Snapshots/child.vdi: parent modification UUID c0c0c0c0-0000-4000-8000-000000000043 differs from the modification UUID c0c0c0c0-0000-4000-8000-000000000042 of $d/base.vdi: the parent has changed since this image was created (VirtualBox ignores this)
+nbdkit: vdi: warning: $d/Snapshots/child.vdi: parent modification UUID c0c0c0c0-0000-4000-8000-000000000043 differs from the modification UUID c0c0c0c0-0000-4000-8000-000000000042 of $d/base.vdi: the parent has changed since this image was created (VirtualBox ignores this)
 EOF
 diff -u "$tmp/stale.expected" "$tmp/stale.lines"
 ! grep error "$tmp/stale.err"

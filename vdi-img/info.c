@@ -405,6 +405,7 @@ info_run (int argc, char *argv[])
     const struct vdi_parent_search search = {
       .dirs = parent_dirs.values,
       .nr_dirs = parent_dirs.n,
+      .dirs_option = "--parent-dir",
     };
     struct vdi_chain *ch = vdi_chain_open (filename, 0, &search);
     struct vdi_image **images;

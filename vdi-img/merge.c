@@ -117,6 +117,8 @@ merge_run (int argc, char *argv[])
     .registry = registry,
     .dirs = parent_dirs.values,
     .nr_dirs = parent_dirs.n,
+    .dirs_option = "--parent-dir",
+    .registry_option = "--registry",
   };
   merge.direction = into_child ? VDI_MERGE_INTO_CHILD : VDI_MERGE_INTO_PARENT;
   merge.search = &search;
