@@ -39,7 +39,8 @@ chain_open (const char *rel, const char *const *dirs, size_t nr_dirs,
             const struct vbox_registry *reg)
 {
   struct vdi_parent_search search = {
-    .registry = reg, .dirs = dirs, .nr_dirs = nr_dirs
+    .registry = reg, .dirs = dirs, .nr_dirs = nr_dirs,
+    .dirs_option = "parent-dir=", .registry_option = "registry=",
   };
 
   return vdi_chain_open (at (rel), 0, &search);
@@ -391,8 +392,8 @@ test_open_parent_dirs (void)
   ASSERT_ONE_ERROR (at ("M/Snapshots/top.vdi"), "not found");
   vdi_uuid_format (&mid.h.uuid_create, uuid_buf);
   CU_ASSERT_PTR_NOT_NULL (strstr (test_log.last_error, uuid_buf));
-  snprintf (msg, sizeof msg, "looked in %s, %s ",
-            at ("M/Snapshots"), at ("M"));
+  snprintf (msg, sizeof msg, "looked in %s, %s (use parent-dir= or "
+            "registry=)", at ("M/Snapshots"), at ("M"));
   CU_ASSERT_PTR_NOT_NULL (strstr (test_log.last_error, msg));
 
   test_log_reset ();
