@@ -141,12 +141,15 @@ struct vdi_image;
 
 #define VDI_OPEN_HEADER_ONLY  1 /* do not load the block map, no lock */
 #define VDI_OPEN_WRITE        2 /* read-write, with an exclusive lock */
+#define VDI_OPEN_EXCLUSIVE    4 /* read-only, with an exclusive lock: for
+                                 * an image read and then removed */
 
 /* Open, read and validate the header and (unless
  * VDI_OPEN_HEADER_ONLY) load and validate the block map.  The file is
  * locked (an OFD lock on the whole file): shared when read-only,
- * exclusive with VDI_OPEN_WRITE, so a second writer fails with "image
- * is in use".
+ * exclusive with VDI_OPEN_WRITE or VDI_OPEN_EXCLUSIVE, so that a
+ * second writer fails with "image is in use".  VDI_OPEN_WRITE fails
+ * on version 0 images, which are only read.
  */
 extern struct vdi_image *vdi_image_open (const char *filename,
                                          unsigned flags)
@@ -166,6 +169,11 @@ extern bool vdi_image_is_writable (const struct vdi_image *img)
  * has the image open).
  */
 extern int vdi_image_make_writable (struct vdi_image *img)
+  __attribute__ ((__nonnull__ (1)));
+/* The same lock trade for an image that stays read-only: no other
+ * process may have it open afterwards.
+ */
+extern int vdi_image_lock_exclusive (struct vdi_image *img)
   __attribute__ ((__nonnull__ (1)));
 /* False if opened with VDI_OPEN_HEADER_ONLY. */
 extern bool vdi_image_has_map (const struct vdi_image *img)

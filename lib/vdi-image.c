@@ -36,6 +36,7 @@ struct vdi_image {
   char *filename;
   int fd;
   bool writable;
+  bool exclusive;               /* it holds the exclusive lock */
   uint64_t file_size;
   struct vdi_header header;
   uint32_t *map;                /* cBlocks entries, host order, or NULL */
@@ -151,25 +152,22 @@ check_writable (const struct vdi_image *img)
   return 0;
 }
 
+/* Trade the shared lock for the exclusive one, which needs the file
+ * open for writing.  The fd number stays the same (dup2 swaps the
+ * file behind it atomically), so reads in flight are not disturbed.
+ */
 int
-vdi_image_make_writable (struct vdi_image *img)
+vdi_image_lock_exclusive (struct vdi_image *img)
 {
   int fd;
 
-  if (img->writable)
+  if (img->exclusive)
     return 0;
-  if (img->header.version == VDI_VERSION_0)
-    return check_writable (img);
-
   fd = open (img->filename, O_RDWR | O_CLOEXEC);
   if (fd == -1) {
     vdi_error ("%s: open: %m", img->filename);
     return -1;
   }
-  /* Trade the shared lock for the exclusive one.  The fd number
-   * stays the same (dup2 swaps the file behind it atomically), so
-   * reads in flight are not disturbed.
-   */
   if (set_lock (img, img->fd, F_UNLCK) == -1)
     goto err;
   if (set_lock (img, fd, F_WRLCK) == -1) {
@@ -181,12 +179,23 @@ vdi_image_make_writable (struct vdi_image *img)
     goto err;
   }
   close (fd);
-  __atomic_store_n (&img->writable, true, __ATOMIC_RELEASE);
+  img->exclusive = true;
   return 0;
 
  err:
   close (fd);
   return -1;
+}
+
+int
+vdi_image_make_writable (struct vdi_image *img)
+{
+  if (img->writable)
+    return 0;
+  if (check_writable (img) == -1 || vdi_image_lock_exclusive (img) == -1)
+    return -1;
+  __atomic_store_n (&img->writable, true, __ATOMIC_RELEASE);
+  return 0;
 }
 
 struct vdi_image *
@@ -205,19 +214,20 @@ vdi_image_open (const char *filename, unsigned flags)
   }
   img->fd = -1;
   img->writable = flags & VDI_OPEN_WRITE;
+  img->exclusive = flags & (VDI_OPEN_WRITE | VDI_OPEN_EXCLUSIVE);
   img->filename = strdup (filename);
   if (img->filename == NULL) {
     vdi_error ("%s: strdup: %m", filename);
     goto err;
   }
 
-  img->fd = open (filename, (img->writable ? O_RDWR : O_RDONLY) | O_CLOEXEC);
+  img->fd = open (filename, (img->exclusive ? O_RDWR : O_RDONLY) | O_CLOEXEC);
   if (img->fd == -1) {
     vdi_error ("%s: open: %m", filename);
     goto err;
   }
   if (!(flags & VDI_OPEN_HEADER_ONLY) &&
-      set_lock (img, img->fd, img->writable ? F_WRLCK : F_RDLCK) == -1)
+      set_lock (img, img->fd, img->exclusive ? F_WRLCK : F_RDLCK) == -1)
     goto err;
   if (fstat (img->fd, &st) == -1) {
     vdi_error ("%s: fstat: %m", filename);

@@ -255,13 +255,14 @@ relink (struct vdi_image *img, const struct vdi_uuid *parent,
   return 0;
 }
 
-/* Open path to change it: an exclusive lock, so that no server and
- * no other merge has it.
+/* Open path to change it (flags VDI_OPEN_WRITE) or to remove it
+ * (VDI_OPEN_EXCLUSIVE): with the exclusive lock either way, so that no
+ * server and no other merge has it.
  */
 static struct vdi_image *
-open_locked (const char *path)
+open_locked (const char *path, unsigned flags)
 {
-  return vdi_image_open (path, VDI_OPEN_WRITE);
+  return vdi_image_open (path, flags);
 }
 
 /* Into the parent: link the children of the removed image to the
@@ -279,7 +280,7 @@ finish_into_parent (const struct journal *j,
 
   if (access (j->removed, F_OK) == -1)
     return 0;                   /* removed already */
-  removed = open_locked (j->removed);
+  removed = open_locked (j->removed, VDI_OPEN_EXCLUSIVE);
   if (removed == NULL)
     return -1;
   if (!vdi_uuid_equal (&vdi_image_header (removed)->uuid_create,
@@ -291,7 +292,7 @@ finish_into_parent (const struct journal *j,
   if (vdi_find_children (removed, search, &children, &nr_children) == -1)
     goto out;
   for (i = 0; i < nr_children; ++i) {
-    struct vdi_image *child = open_locked (children[i]);
+    struct vdi_image *child = open_locked (children[i], VDI_OPEN_WRITE);
 
     if (child == NULL ||
         relink (child, &j->parent, &j->parent_modify) == -1) {
@@ -316,7 +317,7 @@ finish_into_parent (const struct journal *j,
 static int
 finish_into_child (const char *filename, const struct journal *j)
 {
-  struct vdi_image *img = open_locked (filename);
+  struct vdi_image *img = open_locked (filename, VDI_OPEN_WRITE);
   int r;
 
   if (img == NULL)
@@ -574,7 +575,7 @@ check_children_free (const struct vdi_image *child,
     return -1;
   for (i = 0; i < nr_children; ++i) {
     if (r == 0) {
-      struct vdi_image *img = open_locked (children[i]);
+      struct vdi_image *img = open_locked (children[i], VDI_OPEN_WRITE);
 
       if (img == NULL)
         r = -1;
@@ -664,6 +665,7 @@ merge_into_child (struct vdi_chain *chain, const struct vdi_merge *merge,
 int
 vdi_merge (const char *filename, const struct vdi_merge *merge)
 {
+  const bool into_parent = merge->direction == VDI_MERGE_INTO_PARENT;
   CLEANUP_FREE char *journal_path = NULL;
   struct journal j;
   struct vdi_chain *chain;
@@ -690,8 +692,12 @@ vdi_merge (const char *filename, const struct vdi_merge *merge)
     return r;
   }
 
-  /* Every precondition is checked before anything is written. */
-  chain = vdi_chain_open (filename, VDI_OPEN_WRITE, merge->search);
+  /* Every precondition is checked before anything is written.  The
+   * image that receives the data is opened for writing, the one that
+   * goes only locked.
+   */
+  chain = vdi_chain_open (filename, into_parent ? VDI_OPEN_EXCLUSIVE
+                          : VDI_OPEN_WRITE, merge->search);
   if (chain == NULL)
     return -1;
   if (chain->depth < 2) {
@@ -699,15 +705,15 @@ vdi_merge (const char *filename, const struct vdi_merge *merge)
                filename);
     goto err;
   }
-  if (check_not_registered (chain->images[merge->direction ==
-                                          VDI_MERGE_INTO_PARENT ? 0 : 1],
-                            merge) == -1 ||
+  if (check_not_registered (chain->images[into_parent ? 0 : 1], merge)
+      == -1 ||
       check_only_child (chain->images[0], chain->images[1], merge) == -1 ||
-      vdi_image_make_writable (chain->images[1]) == -1)
+      (into_parent ? vdi_image_make_writable (chain->images[1])
+       : vdi_image_lock_exclusive (chain->images[1])) == -1)
     goto err;
 
   j.direction = merge->direction;
-  if (merge->direction == VDI_MERGE_INTO_PARENT)
+  if (into_parent)
     r = merge_into_parent (chain, merge, &j);
   else {
     r = merge_into_child (chain, merge, &j);
