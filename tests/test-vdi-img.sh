@@ -26,7 +26,6 @@ requires qemu-img --version
 requires $PYTHON --version
 requires_nbdsh
 
-VDI_IMG="$abs_top_builddir/vdi-img/vdi-img"
 tmp="$(realpath "$(mktemp -d --suffix=.tmp test-vdi-img.XXXXXX)")"
 cleanup_fn rm -rf "$tmp"
 M=1048576
