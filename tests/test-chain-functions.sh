@@ -2,8 +2,8 @@
 # Copyright the nbdkit-vdi authors
 # SPDX-License-Identifier: BSD-3-Clause
 
-# Helpers shared by test-chain-*.sh and test-registry-*.sh (not a test
-# itself).  Source it after ./functions.sh:
+# Helpers shared by test-chain-*.sh, test-registry-*.sh and
+# test-merge-*.sh (not a test itself).  Source it after ./functions.sh:
 #
 #   source ./functions.sh
 #   set -e
