@@ -183,7 +183,7 @@ $MAKE_VDI --type diff --parent "$lost/base.vdi" --blocks FDZD --seed c \
 rm "$lost/base.vdi"
 for direction in --into-parent --into-child; do
     expect_merge_refused "$lost" \
-        "vdi-img: $lost/Snapshots/c.vdi: parent 10570000-0000-4000-8000-000000000000 not found; looked in $lost/Snapshots, $lost (use parent-dir= or registry=)" \
+        "vdi-img: $lost/Snapshots/c.vdi: parent 10570000-0000-4000-8000-000000000000 not found; looked in $lost/Snapshots, $lost (use --parent-dir or --registry)" \
         $direction "$lost/Snapshots/c.vdi"
 done
 
