@@ -57,9 +57,7 @@ requires nbdinfo --version
 requires nbdcopy --version
 skip_if_valgrind "libguestfs is too slow under valgrind"
 
-: "${LIBGUESTFS_BACKEND:=direct}"
-: "${LIBGUESTFS_BACKEND_SETTINGS=force_tcg}"
-export LIBGUESTFS_BACKEND LIBGUESTFS_BACKEND_SETTINGS
+source "$abs_srcdir/guestfs-functions.sh"
 
 scripts="$abs_top_srcdir/scripts"
 # The scripts find the build beside them; say so for VPATH builds.
@@ -78,21 +76,6 @@ vdi_uuid ()
     local b
     read -r -a b <<< "$(od -An -tx1 -j392 -N16 "$1")"
     echo "${b[3]}${b[2]}${b[1]}${b[0]}-${b[5]}${b[4]}-${b[7]}${b[6]}-${b[8]}${b[9]}-${b[10]}${b[11]}${b[12]}${b[13]}${b[14]}${b[15]}"
-}
-
-# listing DIR: every path under DIR, sorted, with lost+found (which
-# mkfs adds).
-listing ()
-{
-    { echo lost+found; cd "$1" && find . -mindepth 1 | sed 's|^\./||'; } |
-        LC_ALL=C sort
-}
-
-# sums DIR: "SHA256 PATH" of every file under DIR, sorted by path.
-sums ()
-{
-    (cd "$1" && find . -type f -print0 | xargs -0 sha256sum) |
-        sed 's|  \./| |' | LC_ALL=C sort -k2
 }
 
 # --- state 0: the base ------------------------------------------------
@@ -132,26 +115,13 @@ u0="$(vdi_uuid "$vm/base.vdi")"
 # --- state 1: first differencing image, through the filter ------------
 
 s1="$tmp/s1"
-cp -a "$s0" "$s1"
-echo "version 1" > "$s1/data/modify.txt"
-echo "added in state 1" > "$s1/data/new1.txt"
-head -c 1M /dev/urandom > "$s1/data/new1.bin"
-rm "$s1/data/delete1.txt"
-echo e2e-state1 > "$s1/etc/hostname"
+make_state1 "$s0" "$s1" e2e-state1
 
 start_nbdkit -P "$tmp/w1.pid" -U "$tmp/w1.sock" \
              --filter="$VDIDIFF_FILTER" "$VDI_PLUGIN" "$vm/base.vdi" \
              vdidiff="$vm/Snapshots/new.vdi"
-guestfish --format=raw -a "nbd://?socket=$tmp/w1.sock" <<EOF
-run
-mount /dev/sda1 /
-upload $s1/data/modify.txt /data/modify.txt
-upload $s1/data/new1.txt /data/new1.txt
-upload $s1/data/new1.bin /data/new1.bin
-rm /data/delete1.txt
-upload $s1/etc/hostname /etc/hostname
-umount-all
-EOF
+write_state1 "$s1" /dev/sda1 \
+             guestfish --format=raw -a "nbd://?socket=$tmp/w1.sock"
 kill_nbdkit "$(cat "$tmp/w1.pid")"
 u1="$(vdi_uuid "$vm/Snapshots/new.vdi")"
 mv "$vm/Snapshots/new.vdi" "$vm/Snapshots/{$u1}.vdi"
@@ -326,8 +296,8 @@ section ()
 }
 
 for s in 0 1 2; do
-    listing "$tmp/s$s" > "$tmp/s$s.list"
-    sums "$tmp/s$s" > "$tmp/s$s.sums"
+    tree_list "$tmp/s$s" > "$tmp/s$s.list"
+    tree_sums "$tmp/s$s" > "$tmp/s$s.sums"
 done
 for d in "${drives[@]}"; do
     read -r letter src format state <<< "$d"

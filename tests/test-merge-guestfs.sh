@@ -37,10 +37,7 @@ requires mkfs.ext4 -V
 skip_if_valgrind "libguestfs is too slow under valgrind"
 
 source "$abs_srcdir/test-chain-functions.sh"
-
-: "${LIBGUESTFS_BACKEND:=direct}"
-: "${LIBGUESTFS_BACKEND_SETTINGS=force_tcg}"
-export LIBGUESTFS_BACKEND LIBGUESTFS_BACKEND_SETTINGS
+source "$abs_srcdir/guestfs-functions.sh"
 
 # guestfish_session ARGS... < COMMANDS
 #
@@ -58,21 +55,6 @@ guestfish_session ()
         fi
         return $status
     fi
-}
-
-# tree_sums DIR: "SHA256 PATH" of every file under DIR, sorted by path
-# (the format guestfish checksums-out gives, once normalised).
-tree_sums ()
-{
-    (cd "$1" && find . -type f -print0 | xargs -0 sha256sum) |
-        sed 's|  \./| |' | LC_ALL=C sort -k2
-}
-
-# tree_list DIR: every path under DIR, sorted, with lost+found.
-tree_list ()
-{
-    { echo lost+found; cd "$1" && find . -mindepth 1 | sed 's|^\./||'; } |
-        LC_ALL=C sort
 }
 
 vm="$tmp/vm"
@@ -97,26 +79,13 @@ rm "$tmp/base.img"
 # --- State 1, through the filter ---------------------------------------
 
 s1="$tmp/s1"
-cp -a "$s0" "$s1"
-echo "version 1" > "$s1/data/modify.txt"
-echo "added in state 1" > "$s1/data/new1.txt"
-head -c 1M /dev/urandom > "$s1/data/new1.bin"
-rm "$s1/data/delete1.txt"
-echo merge-state1 > "$s1/etc/hostname"
+make_state1 "$s0" "$s1" merge-state1
 
 start_nbdkit -P "$tmp/w1.pid" -U "$tmp/w1.sock" \
              --filter="$VDIDIFF_FILTER" "$VDI_PLUGIN" "$vm/base.vdi" \
              vdidiff="$vm/Snapshots/new.vdi"
-guestfish_session --format=raw -a "nbd://?socket=$tmp/w1.sock" <<EOF
-run
-mount /dev/sda /
-upload $s1/data/modify.txt /data/modify.txt
-upload $s1/data/new1.txt /data/new1.txt
-upload $s1/data/new1.bin /data/new1.bin
-rm /data/delete1.txt
-upload $s1/etc/hostname /etc/hostname
-umount-all
-EOF
+write_state1 "$s1" /dev/sda \
+             guestfish_session --format=raw -a "nbd://?socket=$tmp/w1.sock"
 kill_nbdkit "$(cat "$tmp/w1.pid")"
 u1="$(vdi_uuid "$vm/Snapshots/new.vdi")"
 l1="$vm/Snapshots/{$u1}.vdi"
