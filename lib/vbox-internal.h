@@ -176,4 +176,74 @@ extern int vbox_machine_load_attributes (struct vbox_load *ld,
 extern int vbox_machine_load_state (struct vbox_load *ld, const xmlNode *node)
   __attribute__ ((__nonnull__ (1, 2)));
 
+/* vbox-settings.c: changing a machine's settings file. */
+
+struct vbox_settings {
+  char *filename;               /* absolute */
+  xmlDocPtr doc;
+  xmlNodePtr machine;           /* its Machine element */
+};
+
+/* Parse a .vbox file to change it.  Returns 0, or -1 after an error. */
+extern int vbox_settings_open (const char *filename, struct vbox_settings *s)
+  __attribute__ ((__nonnull__ (1, 2)));
+extern void vbox_settings_close (struct vbox_settings *s)
+  __attribute__ ((__nonnull__ (1)));
+/* Replace the file with the document, safely (see vbox-settings.c). */
+extern int vbox_settings_save (const struct vbox_settings *s)
+  __attribute__ ((__nonnull__ (1)));
+
+/* The HardDisk element of a medium in the machine's registry, and the
+ * Snapshot element of a snapshot, or NULL.
+ */
+extern xmlNodePtr vbox_settings_find_hard_disk (const struct vbox_settings *s,
+                                                const struct vdi_uuid *uuid)
+  __attribute__ ((__nonnull__ (1, 2)));
+extern xmlNodePtr vbox_settings_find_snapshot (const struct vbox_settings *s,
+                                               const struct vdi_uuid *uuid)
+  __attribute__ ((__nonnull__ (1, 2)));
+/* The StorageControllers element of a Machine or Snapshot (directly
+ * under it or in its Hardware), or NULL.
+ */
+extern xmlNodePtr vbox_settings_storage_controllers (xmlNodePtr owner)
+  __attribute__ ((__nonnull__ (1)));
+/* Call fn for the Image element of each hard disk attached in owner,
+ * in document order, with the UUID it names; stop at -1.
+ */
+typedef int (*vbox_disk_function) (void *opaque, xmlNodePtr image,
+                                   const struct vdi_uuid *uuid);
+extern int vbox_settings_for_each_disk (xmlNodePtr owner,
+                                        vbox_disk_function fn, void *opaque)
+  __attribute__ ((__nonnull__ (1, 2)));
+
+/* A new element in the namespace of like. */
+extern xmlNodePtr vbox_settings_new_element (const xmlNode *like,
+                                             const char *name)
+  __attribute__ ((__nonnull__ (1, 2)));
+/* The indentation of node's line, in spaces. */
+extern size_t vbox_settings_depth (const xmlNode *node)
+  __attribute__ ((__nonnull__ (1)));
+/* A deep copy of node, its inner lines indented by delta more spaces
+ * (fewer if negative), to go to a depth delta deeper.
+ */
+extern xmlNodePtr vbox_settings_copy (xmlNodePtr node, int delta)
+  __attribute__ ((__nonnull__ (1)));
+/* Make child the last child element of parent, or put node before
+ * next, on a line of its own, indented as its siblings are.
+ */
+extern int vbox_settings_append (xmlNodePtr parent, xmlNodePtr child)
+  __attribute__ ((__nonnull__ (1, 2)));
+extern int vbox_settings_insert_before (xmlNodePtr next, xmlNodePtr node)
+  __attribute__ ((__nonnull__ (1, 2)));
+/* Unlink and free node, and the line break and indentation before it. */
+extern void vbox_settings_remove (xmlNodePtr node)
+  __attribute__ ((__nonnull__ (1)));
+/* Set an attribute; a UUID is written braced, as VirtualBox does. */
+extern int vbox_settings_set (xmlNodePtr node, const char *name,
+                              const char *value)
+  __attribute__ ((__nonnull__ (1, 2, 3)));
+extern int vbox_settings_set_uuid (xmlNodePtr node, const char *name,
+                                   const struct vdi_uuid *uuid)
+  __attribute__ ((__nonnull__ (1, 2, 3)));
+
 #endif /* VBOX_INTERNAL_H */
