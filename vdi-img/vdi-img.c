@@ -23,6 +23,7 @@ static const struct command *const commands[] = {
   &info_command,
   &check_command,
   &merge_command,
+  &snapshot_command,
 };
 #define NR_COMMANDS (sizeof commands / sizeof commands[0])
 

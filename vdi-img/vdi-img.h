@@ -82,5 +82,7 @@ extern const struct command check_command;
 
 /* merge.c */
 extern const struct command merge_command;
+/* snapshot.c */
+extern const struct command snapshot_command;
 
 #endif /* VDI_IMG_H */
