@@ -368,6 +368,13 @@ struct vdi_merge {
   const struct vdi_parent_search *search;
   vdi_progress_function progress; /* or NULL */
   void *opaque;
+  /* Stop before removing the image that is merged away, and leave its
+   * journal: for a caller that first rewrites the settings file that
+   * names the image (vdi-img snapshot delete), then calls
+   * vdi_merge_remove.  An image the registry names may then be the
+   * one merged away.
+   */
+  bool keep_removed;
 };
 
 /* Merge the differencing image filename with its parent.  Returns 0,
@@ -376,6 +383,19 @@ struct vdi_merge {
  * (killed, power lost) is finished by running it again.
  */
 extern int vdi_merge (const char *filename, const struct vdi_merge *merge)
+  __attribute__ ((__nonnull__ (1, 2)));
+
+/* After vdi_merge with keep_removed: remove the image merged away and
+ * the journal (nothing if there is no journal).
+ */
+extern int vdi_merge_remove (const char *filename)
+  __attribute__ ((__nonnull__ (1)));
+
+/* Is a merge of filename unfinished (its journal is there)?  Returns
+ * 1 and its direction, 0, or -1 after an error.
+ */
+extern int vdi_merge_pending (const char *filename,
+                              enum vdi_merge_direction *direction)
   __attribute__ ((__nonnull__ (1, 2)));
 
 #endif /* LIBVDI_H */

@@ -28,6 +28,7 @@
 #include <errno.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/stat.h>
 
 #include <libxml/tree.h>
 
@@ -480,5 +481,333 @@ vbox_snapshot_restore (const char *vbox, const char *which)
   r = vbox_settings_save (&op.s);
 
  out:
+  return op_end (&op, r);
+}
+
+/* What deleting a snapshot does to one of its disks (vbox-lifecycle.md
+ * section 5.2).
+ */
+struct disk_plan {
+  enum { PLAN_KEEP, PLAN_REMOVE, PLAN_INTO_PARENT, PLAN_INTO_CHILD } action;
+  const struct vbox_medium *medium;  /* the snapshot's medium */
+  const struct vbox_medium *child;   /* its one child, for a merge */
+};
+
+struct delete_plan {
+  struct op *op;
+  const char *which;
+  struct disk_plan *disks;
+  size_t nr_disks;
+};
+
+static off_t
+file_size (const char *path)
+{
+  struct stat st;
+
+  return stat (path, &st) == 0 ? st.st_size : -1;
+}
+
+/* Which way to merge medium with its only child: into the base when
+ * medium is one, else into the larger file, as VirtualBox chooses
+ * between two dynamic images; but the way a merge that was cut short
+ * went, if there is one.
+ */
+static int
+merge_action (const struct vbox_medium *medium,
+              const struct vbox_medium *child)
+{
+  enum vdi_merge_direction pending;
+
+  switch (vdi_merge_pending (child->location, &pending)) {
+  case -1: return -1;
+  case 1:  return pending == VDI_MERGE_INTO_PARENT
+      ? PLAN_INTO_PARENT : PLAN_INTO_CHILD;
+  }
+  if (medium->parent == NULL ||
+      file_size (medium->location) >= file_size (child->location))
+    return PLAN_INTO_PARENT;
+  return PLAN_INTO_CHILD;
+}
+
+/* Plan the disk of the snapshot whose Image element names uuid. */
+static int
+plan_disk (void *opaque, xmlNodePtr image, const struct vdi_uuid *uuid)
+{
+  struct delete_plan *p = opaque;
+  const struct vbox_medium *medium = vbox_registry_find_uuid (p->op->reg,
+                                                              uuid);
+  struct disk_plan d = { .action = PLAN_KEEP, .medium = medium };
+  struct disk_plan *disks;
+  size_t nr_children, pos = 0;
+  char u[VDI_UUID_STRLEN];
+  int action;
+
+  if (medium == NULL || !gets_diff (medium))
+    return 0;
+  if (strcasecmp (medium->format, "VDI") != 0) {
+    vdi_error ("%s: medium %s has format %s: only VDI media are supported",
+               p->op->s.filename, vdi_uuid_format (uuid, u), medium->format);
+    return -1;
+  }
+  nr_children = vbox_registry_nr_children (p->op->reg, medium);
+  if (nr_children > 1) {
+    vdi_error ("%s: medium %s (%s) of snapshot \"%s\" has %zu differencing "
+               "children, so the snapshot cannot be deleted (VirtualBox "
+               "refuses it too)", p->op->s.filename,
+               vdi_uuid_format (uuid, u), medium->location, p->which,
+               nr_children);
+    return -1;
+  }
+  if (nr_children == 0)
+    d.action = medium->parent ? PLAN_REMOVE : PLAN_KEEP;
+  else {
+    d.child = vbox_registry_next_child (p->op->reg, medium, &pos);
+    action = merge_action (medium, d.child);
+    if (action == -1)
+      return -1;
+    d.action = action;
+  }
+  if (d.action == PLAN_REMOVE && lock_medium (p->op, medium) == NULL)
+    return -1;
+  disks = realloc (p->disks, (p->nr_disks + 1) * sizeof *disks);
+  if (disks == NULL) {
+    vdi_error ("realloc: %m");
+    return -1;
+  }
+  p->disks = disks;
+  p->disks[p->nr_disks++] = d;
+  return 0;
+}
+
+/* Make every Image element of the machine that names from name to. */
+static void
+rename_attachments (xmlNodePtr node, const struct vdi_uuid *from,
+                    const struct vdi_uuid *to)
+{
+  xmlNodePtr c;
+
+  for (c = node->children; c; c = c->next) {
+    if (c->type != XML_ELEMENT_NODE)
+      continue;
+    if (vbox_xml_is_element (c, "Image")) {
+      CLEANUP_XMLFREE xmlChar *text = vbox_xml_get_attr (c, "uuid");
+      struct vdi_uuid u;
+
+      if (text && vdi_uuid_parse ((const char *) text, &u) == 0 &&
+          vdi_uuid_equal (&u, from))
+        vbox_settings_set_uuid (c, "uuid", to);
+    }
+    else
+      rename_attachments (c, from, to);
+  }
+}
+
+/* Move the HardDisk children of from under to, then remove from. */
+static int
+renest_children (xmlNodePtr from, xmlNodePtr to)
+{
+  xmlNodePtr c, next, copy;
+
+  for (c = from->children; c; c = next) {
+    next = c->next;
+    if (!vbox_xml_is_element (c, "HardDisk"))
+      continue;
+    copy = vbox_settings_copy (c, (int) vbox_settings_depth (to) + 2
+                               - (int) vbox_settings_depth (c));
+    if (copy == NULL || vbox_settings_append (to, copy) == -1) {
+      xmlFreeNode (copy);
+      return -1;
+    }
+  }
+  vbox_settings_remove (from);
+  return 0;
+}
+
+/* The registry after the merge of one disk. */
+static int
+apply_disk (struct op *op, const struct disk_plan *d)
+{
+  xmlNodePtr element = vbox_settings_find_hard_disk (&op->s,
+                                                     &d->medium->uuid);
+  xmlNodePtr child = d->child
+    ? vbox_settings_find_hard_disk (&op->s, &d->child->uuid) : NULL;
+  xmlNodePtr copy;
+
+  if (element == NULL || (d->child && child == NULL)) {
+    vdi_error ("%s: a medium of the snapshot is not registered in it",
+               op->s.filename);
+    return -1;
+  }
+  switch (d->action) {
+  case PLAN_KEEP:
+    return 0;
+  case PLAN_REMOVE:
+    vbox_settings_remove (element);
+    return push_string (&op->obsolete, &op->nr_obsolete,
+                        d->medium->location);
+  case PLAN_INTO_PARENT:
+    /* The child is gone: its children and its attachment are the
+     * medium's.
+     */
+    rename_attachments (op->s.machine, &d->child->uuid, &d->medium->uuid);
+    return renest_children (child, element);
+  case PLAN_INTO_CHILD:
+    /* The child takes the medium's place; at the top it is a base. */
+    copy = vbox_settings_copy (child, (int) vbox_settings_depth (element)
+                               - (int) vbox_settings_depth (child));
+    if (copy == NULL)
+      return -1;
+    if (d->medium->parent == NULL) {
+      xmlUnsetProp (copy, BAD_CAST "autoReset");
+      if (vbox_settings_set (copy, "type", "Normal") == -1) {
+        xmlFreeNode (copy);
+        return -1;
+      }
+    }
+    xmlReplaceNode (element, copy);
+    xmlFreeNode (element);
+    return 0;
+  }
+  return 0;
+}
+
+/* The snapshot's child snapshot (at most one) takes its place in the
+ * tree; then the snapshot goes.  Returns the UUID of its parent
+ * snapshot in parent (false if it had none).
+ */
+static int
+unlink_snapshot (struct op *op, xmlNodePtr snapshot, bool *has_parent,
+                 struct vdi_uuid *parent)
+{
+  xmlNodePtr list = vbox_xml_first_child (snapshot, "Snapshots");
+  xmlNodePtr child = list ? vbox_xml_first_child (list, "Snapshot") : NULL;
+  xmlNodePtr container = snapshot->parent, copy = NULL, c;
+
+  *has_parent = container != op->s.machine;
+  if (*has_parent) {
+    CLEANUP_XMLFREE xmlChar *text =
+      vbox_xml_get_attr (container->parent, "uuid");
+
+    if (text == NULL || vdi_uuid_parse ((const char *) text, parent) == -1)
+      *has_parent = false;
+  }
+  if (child) {
+    copy = vbox_settings_copy (child, (int) vbox_settings_depth (snapshot)
+                               - (int) vbox_settings_depth (child));
+    if (copy == NULL ||
+        (*has_parent ? vbox_settings_append (container, copy)
+         : vbox_settings_insert_before (snapshot, copy)) == -1) {
+      xmlFreeNode (copy);
+      return -1;
+    }
+  }
+  vbox_settings_remove (snapshot);
+  /* A Snapshots element left empty goes too. */
+  if (*has_parent) {
+    for (c = container->children; c; c = c->next)
+      if (c->type == XML_ELEMENT_NODE)
+        return 0;
+    vbox_settings_remove (container);
+  }
+  return 0;
+}
+
+/* How many child snapshots a Snapshot element has. */
+static size_t
+nr_child_snapshots (const xmlNode *snapshot)
+{
+  xmlNodePtr list = vbox_xml_first_child (snapshot, "Snapshots"), c;
+  size_t n = 0;
+
+  for (c = list ? list->children : NULL; c; c = c->next)
+    n += vbox_xml_is_element (c, "Snapshot");
+  return n;
+}
+
+/* Merge the disks as planned, each stopping before it removes a file. */
+static int
+merge_disks (const struct delete_plan *p)
+{
+  const struct vdi_parent_search search = { .registry = p->op->reg };
+  struct vdi_merge merge = { .search = &search, .keep_removed = true };
+  size_t i;
+
+  for (i = 0; i < p->nr_disks; ++i) {
+    const struct disk_plan *d = &p->disks[i];
+
+    if (d->action != PLAN_INTO_PARENT && d->action != PLAN_INTO_CHILD)
+      continue;
+    merge.direction = d->action == PLAN_INTO_PARENT
+      ? VDI_MERGE_INTO_PARENT : VDI_MERGE_INTO_CHILD;
+    if (vdi_merge (d->child->location, &merge) == -1)
+      return -1;
+  }
+  return 0;
+}
+
+int
+vbox_snapshot_delete (const char *vbox, const char *which)
+{
+  struct delete_plan plan = { .which = which };
+  const struct vbox_snapshot *snap;
+  xmlNodePtr element;
+  struct vdi_uuid parent;
+  bool current, has_parent;
+  struct op op;
+  size_t i, n;
+  int r = -1;
+
+  plan.op = &op;
+  if (op_begin (&op, vbox) == -1)
+    goto out;
+  snap = vbox_machine_find_snapshot (op.m, which);
+  if (snap == NULL)
+    goto out;
+  element = vbox_settings_find_snapshot (&op.s, &snap->uuid);
+  if (element == NULL) {
+    vdi_error ("%s: snapshot %s is not in the file", vbox, which);
+    goto out;
+  }
+  current = op.m->has_current_snapshot &&
+    vdi_uuid_equal (&snap->uuid, &op.m->current_snapshot);
+  n = nr_child_snapshots (element);
+  if (n > 1 || (current && n > 0)) {
+    vdi_error ("%s: snapshot \"%s\" has %zu child snapshot%s: VirtualBox "
+               "deletes only a snapshot with at most one, and the current "
+               "snapshot only without any", vbox, snap->name, n,
+               n == 1 ? "" : "s");
+    goto out;
+  }
+
+  /* Plan, merge (the files no settings file names go last), rewrite
+   * the settings, then remove the files merged away.
+   */
+  if (vbox_settings_for_each_disk (element, plan_disk, &plan) == -1 ||
+      merge_disks (&plan) == -1)
+    goto out;
+  for (i = 0; i < plan.nr_disks; ++i)
+    if (apply_disk (&op, &plan.disks[i]) == -1)
+      goto out;
+  if (unlink_snapshot (&op, element, &has_parent, &parent) == -1)
+    goto out;
+  if (current) {
+    if (has_parent) {
+      if (vbox_settings_set_uuid (op.s.machine, "currentSnapshot",
+                                  &parent) == -1)
+        goto out;
+    }
+    else
+      xmlUnsetProp (op.s.machine, BAD_CAST "currentSnapshot");
+    xmlUnsetProp (op.s.machine, BAD_CAST "currentStateModified");
+  }
+  r = vbox_settings_save (&op.s);
+  for (i = 0; r == 0 && i < plan.nr_disks; ++i)
+    if (plan.disks[i].child &&
+        vdi_merge_remove (plan.disks[i].child->location) == -1)
+      r = -1;
+
+ out:
+  free (plan.disks);
   return op_end (&op, r);
 }

@@ -31,4 +31,14 @@ extern int vbox_snapshot_take (const char *vbox, const char *name,
 extern int vbox_snapshot_restore (const char *vbox, const char *which)
   __attribute__ ((__nonnull__ (1, 2)));
 
+/* Delete snapshot which: each of its disks is merged with the disk
+ * that came after it (vdi_merge, the way VirtualBox chooses) or, with
+ * nothing after it, removed; the registry, the attachments and the
+ * snapshot tree are rewritten as VirtualBox rewrites them.  The files
+ * merged away are removed after the settings file is replaced; run
+ * again after a crash, the same delete finishes.
+ */
+extern int vbox_snapshot_delete (const char *vbox, const char *which)
+  __attribute__ ((__nonnull__ (1, 2)));
+
 #endif /* VBOX_SNAPSHOT_H */

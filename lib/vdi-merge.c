@@ -39,7 +39,10 @@
  * Each relink is one header write and sync, after which that image
  * reads the same through its new parent.  The file that goes is
  * removed last, then the journal.  A merge that finds its journal
- * does only what the journal says is left.
+ * does only what the journal says is left.  A caller that must first
+ * rewrite a settings file naming the removed image (vdi-img snapshot
+ * delete) asks for the removal to wait (keep_removed) and does it
+ * with vdi_merge_remove once the settings are saved.
  */
 
 #include <config.h>
@@ -266,11 +269,11 @@ open_locked (const char *path, unsigned flags)
 }
 
 /* Into the parent: link the children of the removed image to the
- * journal's parent, then remove it.
+ * journal's parent.
  */
 static int
-finish_into_parent (const struct journal *j,
-                    const struct vdi_parent_search *search)
+relink_children (const struct journal *j,
+                 const struct vdi_parent_search *search)
 {
   struct vdi_image *removed;
   char **children = NULL;
@@ -301,7 +304,7 @@ finish_into_parent (const struct journal *j,
     }
     vdi_image_close (child);
   }
-  r = remove_file (j->removed);
+  r = 0;
 
  out:
   for (i = 0; i < nr_children; ++i)
@@ -312,40 +315,48 @@ finish_into_parent (const struct journal *j,
 }
 
 /* Into the child: link the image given to the journal's parent,
- * unless done, then remove the old parent.
+ * unless done.
  */
 static int
-finish_into_child (const char *filename, const struct journal *j)
+relink_survivor (const char *filename, const struct journal *j)
 {
   struct vdi_image *img = open_locked (filename, VDI_OPEN_WRITE);
-  int r;
+  int r = 0;
 
   if (img == NULL)
     return -1;
-  r = 0;
   if (vdi_uuid_equal (&vdi_image_header (img)->uuid_linkage,
                       &j->removed_uuid))
     r = relink (img, &j->parent, &j->parent_modify);
   vdi_image_close (img);
-  if (r == -1)
-    return -1;
-  return remove_file (j->removed);
+  return r;
 }
 
-/* Do what the journal says is left, then remove it. */
+/* Remove the image that the journal names, then the journal. */
+static int
+remove_merged (const char *journal_path, const struct journal *j)
+{
+  if (remove_file (j->removed) == -1)
+    return -1;
+  return remove_file (journal_path);
+}
+
+/* Do what the journal says is left: the relinks, then, unless the
+ * caller keeps them for later (keep_removed), the removals.
+ */
 static int
 finish (const char *filename, const char *journal_path,
-        const struct journal *j, const struct vdi_parent_search *search)
+        const struct journal *j, const struct vdi_merge *merge)
 {
   int r;
 
   if (j->direction == VDI_MERGE_INTO_PARENT)
-    r = finish_into_parent (j, search);
+    r = relink_children (j, merge->search);
   else
-    r = finish_into_child (filename, j);
-  if (r == -1)
-    return -1;
-  return remove_file (journal_path);
+    r = relink_survivor (filename, j);
+  if (r == -1 || merge->keep_removed)
+    return r;
+  return remove_merged (journal_path, j);
 }
 
 /* After each run of the copy, from offset done of total: start the
@@ -687,7 +698,7 @@ vdi_merge (const char *filename, const struct vdi_merge *merge)
     }
     vdi_debug ("%s: finishing the merge that %s describes",
                filename, journal_path);
-    r = finish (filename, journal_path, &j, merge->search);
+    r = finish (filename, journal_path, &j, merge);
     free (j.removed);
     return r;
   }
@@ -705,8 +716,9 @@ vdi_merge (const char *filename, const struct vdi_merge *merge)
                filename);
     goto err;
   }
-  if (check_not_registered (chain->images[into_parent ? 0 : 1], merge)
-      == -1 ||
+  if ((!merge->keep_removed &&
+       check_not_registered (chain->images[into_parent ? 0 : 1], merge)
+       == -1) ||
       check_only_child (chain->images[0], chain->images[1], merge) == -1 ||
       (into_parent ? vdi_image_make_writable (chain->images[1])
        : vdi_image_lock_exclusive (chain->images[1])) == -1)
@@ -722,11 +734,49 @@ vdi_merge (const char *filename, const struct vdi_merge *merge)
   if (r == 0)
     r = journal_write (journal_path, &j);
   if (r == 0)
-    r = finish (filename, journal_path, &j, merge->search);
+    r = finish (filename, journal_path, &j, merge);
   free (j.removed);
   return r;
 
  err:
   vdi_chain_free (chain);
   return -1;
+}
+
+int
+vdi_merge_remove (const char *filename)
+{
+  CLEANUP_FREE char *journal_path = NULL;
+  struct journal j;
+  int r;
+
+  if (asprintf (&journal_path, "%s.merge", filename) == -1) {
+    vdi_error ("asprintf: %m");
+    return -1;
+  }
+  r = journal_read (journal_path, &j);
+  if (r <= 0)
+    return r;
+  r = remove_merged (journal_path, &j);
+  free (j.removed);
+  return r;
+}
+
+int
+vdi_merge_pending (const char *filename, enum vdi_merge_direction *direction)
+{
+  CLEANUP_FREE char *journal_path = NULL;
+  struct journal j;
+  int r;
+
+  if (asprintf (&journal_path, "%s.merge", filename) == -1) {
+    vdi_error ("asprintf: %m");
+    return -1;
+  }
+  r = journal_read (journal_path, &j);
+  if (r == 1) {
+    *direction = j.direction;
+    free (j.removed);
+  }
+  return r;
 }

@@ -3,7 +3,7 @@
  * SPDX-License-Identifier: BSD-3-Clause
  */
 
-/* vdi-img snapshot: list, take and restore the snapshots of a
+/* vdi-img snapshot: list, take, restore and delete the snapshots of a
  * VirtualBox machine offline.  The work is libvdi's (vbox-snapshot.c);
  * this is the command line around it.
  */
@@ -148,6 +148,9 @@ snapshot_run (int argc, char *argv[])
   if (strcmp (action, "restore") == 0)
     return vbox_snapshot_restore (vbox, argv[optind + 2])
       == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+  if (strcmp (action, "delete") == 0)
+    return vbox_snapshot_delete (vbox, argv[optind + 2])
+      == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
   usage_error (&snapshot_command, "unknown action '%s'", action);
 }
 
@@ -156,8 +159,9 @@ const struct command snapshot_command = {
   .synopsis = "snapshot list MACHINE.vbox\n"
   "       vdi-img snapshot take [--description TEXT] [--adopt DIFF.vdi] "
   "MACHINE.vbox NAME\n"
-  "       vdi-img snapshot restore MACHINE.vbox NAME|UUID",
-  .summary = "List, take or restore the snapshots of a VirtualBox machine.",
+  "       vdi-img snapshot restore MACHINE.vbox NAME|UUID\n"
+  "       vdi-img snapshot delete MACHINE.vbox NAME|UUID",
+  .summary = "List, take, restore or delete the snapshots of a machine.",
   .help =
   "Actions:\n"
   "  list      The snapshot tree, the current one marked, and the disks\n"
@@ -166,6 +170,8 @@ const struct command snapshot_command = {
   "            would snapshot gets a new empty differencing image.\n"
   "  restore   Go back to a snapshot: the current state's differencing\n"
   "            images are discarded, new ones made over the snapshot's.\n"
+  "  delete    Delete a snapshot: each of its disks is merged with the\n"
+  "            disk that came after it, as VirtualBox does.\n"
   "\n"
   "Options:\n"
   "  --description TEXT  With take: the snapshot's description.\n"
