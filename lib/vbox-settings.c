@@ -367,25 +367,6 @@ vbox_settings_for_each_disk (xmlNodePtr owner, vbox_disk_function fn,
   return 0;
 }
 
-static int
-sync_folder_of (const char *path)
-{
-  CLEANUP_FREE char *folder = vbox_path_folder (path);
-  int fd;
-
-  if (folder == NULL)
-    return -1;
-  fd = open (folder, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd == -1 || fsync (fd) == -1) {
-    vdi_error ("%s: syncing the folder: %m", folder);
-    if (fd >= 0)
-      close (fd);
-    return -1;
-  }
-  close (fd);
-  return 0;
-}
-
 /* Write the document to path and sync it. */
 static int
 write_document (const struct vbox_settings *s, const char *path)
@@ -451,7 +432,7 @@ vbox_settings_save (const struct vbox_settings *s)
     vdi_error ("%s: replacing it with %s: %m", s->filename, tmp);
     goto err;
   }
-  return sync_folder_of (s->filename);
+  return vdi_sync_folder (s->filename);
 
  err:
   unlink (tmp);

@@ -98,6 +98,26 @@ op_begin (struct op *op, const char *vbox)
   return vbox_settings_open (vbox, &op->s);
 }
 
+/* op_begin, and find the snapshot which names, in the registry and
+ * in the file.
+ */
+static int
+op_begin_snapshot (struct op *op, const char *vbox, const char *which,
+                   const struct vbox_snapshot **snap, xmlNodePtr *element)
+{
+  if (op_begin (op, vbox) == -1)
+    return -1;
+  *snap = vbox_machine_find_snapshot (op->m, which);
+  if (*snap == NULL)
+    return -1;
+  *element = vbox_settings_find_snapshot (&op->s, &(*snap)->uuid);
+  if (*element == NULL) {
+    vdi_error ("%s: snapshot %s is not in the file", vbox, which);
+    return -1;
+  }
+  return 0;
+}
+
 /* Finish: on failure remove what was created; on success what the
  * saved settings no longer name.
  */
@@ -454,16 +474,8 @@ vbox_snapshot_restore (const char *vbox, const char *which)
   size_t i;
   int r = -1;
 
-  if (op_begin (&op, vbox) == -1)
+  if (op_begin_snapshot (&op, vbox, which, &snap, &element) == -1)
     goto out;
-  snap = vbox_machine_find_snapshot (op.m, which);
-  if (snap == NULL)
-    goto out;
-  element = vbox_settings_find_snapshot (&op.s, &snap->uuid);
-  if (element == NULL) {
-    vdi_error ("%s: snapshot %s is not in the file", vbox, which);
-    goto out;
-  }
   if (vbox_settings_for_each_disk (op.s.machine, discard_diff, &op) == -1)
     goto out;
   for (i = 0; i < sizeof restored / sizeof restored[0]; ++i)
@@ -759,16 +771,8 @@ vbox_snapshot_delete (const char *vbox, const char *which)
   int r = -1;
 
   plan.op = &op;
-  if (op_begin (&op, vbox) == -1)
+  if (op_begin_snapshot (&op, vbox, which, &snap, &element) == -1)
     goto out;
-  snap = vbox_machine_find_snapshot (op.m, which);
-  if (snap == NULL)
-    goto out;
-  element = vbox_settings_find_snapshot (&op.s, &snap->uuid);
-  if (element == NULL) {
-    vdi_error ("%s: snapshot %s is not in the file", vbox, which);
-    goto out;
-  }
   current = op.m->has_current_snapshot &&
     vdi_uuid_equal (&snap->uuid, &op.m->current_snapshot);
   n = nr_child_snapshots (element);

@@ -95,6 +95,11 @@ extern void vdi_debug (const char *fs, ...)
  */
 extern bool vdi_quiet (bool on);
 
+/* Sync the folder of path, so that a rename, link or unlink in it is
+ * on disk.  Logs an error naming path on failure.
+ */
+extern int vdi_sync_folder (const char *path);
+
 /* For the write engine: the image's own header and map, which it
  * changes, and the writes that persist them.
  */

@@ -3,14 +3,22 @@
  * SPDX-License-Identifier: BSD-3-Clause
  */
 
-/* Whole-range file I/O, for libvdi and its unit tests. */
+/* Whole-range file I/O, for libvdi and its unit tests, and making a
+ * change to a folder durable.
+ */
 
 #include <config.h>
 
+#include <stdlib.h>
+#include <string.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
 #include <unistd.h>
 
-#include "vdi-io.h"
+#include "cleanup.h"
+
+#include "vdi-internal.h"
 
 int
 vdi_full_pread (int fd, void *buf, size_t count, uint64_t offset)
@@ -53,5 +61,26 @@ vdi_full_pwrite (int fd, const void *buf, size_t count, uint64_t offset)
     count -= r;
     offset += r;
   }
+  return 0;
+}
+
+int
+vdi_sync_folder (const char *path)
+{
+  CLEANUP_FREE char *copy = strdup (path);
+  int fd;
+
+  if (copy == NULL) {
+    vdi_error ("strdup: %m");
+    return -1;
+  }
+  fd = open (dirname (copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd == -1 || fsync (fd) == -1) {
+    vdi_error ("%s: syncing its folder: %m", path);
+    if (fd >= 0)
+      close (fd);
+    return -1;
+  }
+  close (fd);
   return 0;
 }

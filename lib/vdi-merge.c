@@ -53,7 +53,6 @@
 #include <inttypes.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <libgen.h>
 #include <limits.h>
 #include <unistd.h>
 #include <sys/stat.h>
@@ -95,28 +94,6 @@ direction_name (enum vdi_merge_direction direction)
   return direction == VDI_MERGE_INTO_PARENT ? "into-parent" : "into-child";
 }
 
-/* Make a rename or unlink in the folder of path durable. */
-static int
-sync_folder (const char *path)
-{
-  CLEANUP_FREE char *copy = strdup (path);
-  int fd;
-
-  if (copy == NULL) {
-    vdi_error ("strdup: %m");
-    return -1;
-  }
-  fd = open (dirname (copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd == -1 || fsync (fd) == -1) {
-    vdi_error ("%s: syncing its folder: %m", path);
-    if (fd >= 0)
-      close (fd);
-    return -1;
-  }
-  close (fd);
-  return 0;
-}
-
 static int
 remove_file (const char *path)
 {
@@ -124,7 +101,7 @@ remove_file (const char *path)
     vdi_error ("%s: unlink: %m", path);
     return -1;
   }
-  return sync_folder (path);
+  return vdi_sync_folder (path);
 }
 
 static int
@@ -166,7 +143,7 @@ journal_write (const char *path, const struct journal *j)
     unlink (tmp);
     return -1;
   }
-  return sync_folder (path);
+  return vdi_sync_folder (path);
 }
 
 /* Read the value of "key=value\n" from line into its place in j. */
@@ -673,6 +650,20 @@ merge_into_child (struct vdi_chain *chain, const struct vdi_merge *merge,
   return 0;
 }
 
+/* The journal of a merge of filename: *path gets its name; returns 1
+ * and fills j if it exists, 0 if not, -1 after an error.
+ */
+static int
+journal_of (const char *filename, char **path, struct journal *j)
+{
+  if (asprintf (path, "%s.merge", filename) == -1) {
+    vdi_error ("asprintf: %m");
+    *path = NULL;
+    return -1;
+  }
+  return journal_read (*path, j);
+}
+
 int
 vdi_merge (const char *filename, const struct vdi_merge *merge)
 {
@@ -682,11 +673,7 @@ vdi_merge (const char *filename, const struct vdi_merge *merge)
   struct vdi_chain *chain;
   int r;
 
-  if (asprintf (&journal_path, "%s.merge", filename) == -1) {
-    vdi_error ("asprintf: %m");
-    return -1;
-  }
-  r = journal_read (journal_path, &j);
+  r = journal_of (filename, &journal_path, &j);
   if (r == -1)
     return -1;
   if (r == 1) {
@@ -748,13 +735,8 @@ vdi_merge_remove (const char *filename)
 {
   CLEANUP_FREE char *journal_path = NULL;
   struct journal j;
-  int r;
+  int r = journal_of (filename, &journal_path, &j);
 
-  if (asprintf (&journal_path, "%s.merge", filename) == -1) {
-    vdi_error ("asprintf: %m");
-    return -1;
-  }
-  r = journal_read (journal_path, &j);
   if (r <= 0)
     return r;
   r = remove_merged (journal_path, &j);
@@ -767,13 +749,8 @@ vdi_merge_pending (const char *filename, enum vdi_merge_direction *direction)
 {
   CLEANUP_FREE char *journal_path = NULL;
   struct journal j;
-  int r;
+  int r = journal_of (filename, &journal_path, &j);
 
-  if (asprintf (&journal_path, "%s.merge", filename) == -1) {
-    vdi_error ("asprintf: %m");
-    return -1;
-  }
-  r = journal_read (journal_path, &j);
   if (r == 1) {
     *direction = j.direction;
     free (j.removed);
