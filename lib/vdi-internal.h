@@ -100,6 +100,32 @@ extern bool vdi_quiet (bool on);
  */
 extern int vdi_sync_folder (const char *path);
 
+/* What the journal of a merge says is left to do (vdi-journal.c). */
+struct vdi_journal {
+  enum vdi_merge_direction direction;
+  char *removed;                /* the file to remove, absolute */
+  struct vdi_uuid removed_uuid;
+  /* The new parent of the images to relink: the children of the
+   * removed image (into the parent), or the image given (into the
+   * child).  Null: they become bases.
+   */
+  struct vdi_uuid parent;
+  struct vdi_uuid parent_modify;
+};
+
+extern const char *vdi_journal_direction_name (enum vdi_merge_direction d);
+/* Write the journal at path, safely (a temporary file, synced, renamed). */
+extern int vdi_journal_write (const char *path, const struct vdi_journal *j);
+/* Returns 1 and fills j (j->removed to free) if the journal at path
+ * exists, 0 if not, -1 after an error (a damaged journal).
+ */
+extern int vdi_journal_read (const char *path, struct vdi_journal *j);
+/* The same for the journal of a merge of filename, whose name goes to
+ * *path (to free).
+ */
+extern int vdi_journal_of (const char *filename, char **path,
+                           struct vdi_journal *j);
+
 /* For the write engine: the image's own header and map, which it
  * changes, and the writes that persist them.
  */

@@ -75,25 +75,6 @@
  */
 #define MERGE_WRITEBACK_SIZE (64 * 1024 * 1024)
 
-/* What a journal says is left to do. */
-struct journal {
-  enum vdi_merge_direction direction;
-  char *removed;                /* the file to remove, absolute */
-  struct vdi_uuid removed_uuid;
-  /* The new parent of the images to relink: the children of the
-   * removed image (into the parent), or the image given (into the
-   * child).  Null: they become bases.
-   */
-  struct vdi_uuid parent;
-  struct vdi_uuid parent_modify;
-};
-
-static const char *
-direction_name (enum vdi_merge_direction direction)
-{
-  return direction == VDI_MERGE_INTO_PARENT ? "into-parent" : "into-child";
-}
-
 static int
 remove_file (const char *path)
 {
@@ -102,118 +83,6 @@ remove_file (const char *path)
     return -1;
   }
   return vdi_sync_folder (path);
-}
-
-static int
-journal_write (const char *path, const struct journal *j)
-{
-  CLEANUP_FREE char *tmp = NULL;
-  char removed[VDI_UUID_STRLEN], parent[VDI_UUID_STRLEN];
-  char parent_modify[VDI_UUID_STRLEN];
-  FILE *fp;
-
-  if (asprintf (&tmp, "%s.tmp", path) == -1) {
-    vdi_error ("asprintf: %m");
-    return -1;
-  }
-  fp = fopen (tmp, "we");
-  if (fp == NULL) {
-    vdi_error ("%s: %m", tmp);
-    return -1;
-  }
-  fprintf (fp,
-           "vdi merge journal\n"
-           "direction=%s\n"
-           "removed=%s\n"
-           "removed-uuid=%s\n"
-           "parent-uuid=%s\n"
-           "parent-modify-uuid=%s\n",
-           direction_name (j->direction), j->removed,
-           vdi_uuid_format (&j->removed_uuid, removed),
-           vdi_uuid_format (&j->parent, parent),
-           vdi_uuid_format (&j->parent_modify, parent_modify));
-  if (fflush (fp) == EOF || fsync (fileno (fp)) == -1) {
-    vdi_error ("%s: %m", tmp);
-    fclose (fp);
-    unlink (tmp);
-    return -1;
-  }
-  if (fclose (fp) == EOF || rename (tmp, path) == -1) {
-    vdi_error ("%s: %m", path);
-    unlink (tmp);
-    return -1;
-  }
-  return vdi_sync_folder (path);
-}
-
-/* Read the value of "key=value\n" from line into its place in j. */
-static int
-journal_field (struct journal *j, const char *line)
-{
-  const char *eq = strchr (line, '=');
-  const char *value = eq ? eq + 1 : "";
-  size_t key_len = eq ? (size_t) (eq - line) : 0;
-
-#define IS_KEY(name) (key_len == strlen (name) && \
-                      strncmp (line, (name), key_len) == 0)
-  if (IS_KEY ("direction")) {
-    if (strcmp (value, "into-parent") == 0)
-      j->direction = VDI_MERGE_INTO_PARENT;
-    else if (strcmp (value, "into-child") == 0)
-      j->direction = VDI_MERGE_INTO_CHILD;
-    else
-      return -1;
-    return 0;
-  }
-  if (IS_KEY ("removed")) {
-    free (j->removed);
-    j->removed = strdup (value);
-    return j->removed && *value == '/' ? 0 : -1;
-  }
-  if (IS_KEY ("removed-uuid"))
-    return vdi_uuid_parse (value, &j->removed_uuid);
-  if (IS_KEY ("parent-uuid"))
-    return vdi_uuid_parse (value, &j->parent);
-  if (IS_KEY ("parent-modify-uuid"))
-    return vdi_uuid_parse (value, &j->parent_modify);
-#undef IS_KEY
-  return -1;
-}
-
-/* Returns 1 and fills j if the journal exists, 0 if it does not. */
-static int
-journal_read (const char *path, struct journal *j)
-{
-  CLEANUP_FREE char *line = NULL;
-  size_t size = 0;
-  ssize_t len;
-  unsigned lines = 0;
-  FILE *fp;
-
-  memset (j, 0, sizeof *j);
-  fp = fopen (path, "re");
-  if (fp == NULL) {
-    if (errno == ENOENT)
-      return 0;
-    vdi_error ("%s: %m", path);
-    return -1;
-  }
-  while ((len = getline (&line, &size, fp)) > 0) {
-    if (line[len - 1] != '\n')
-      break;
-    line[len - 1] = '\0';
-    if (lines++ == 0 ? strcmp (line, "vdi merge journal") != 0
-        : journal_field (j, line) == -1)
-      break;
-  }
-  fclose (fp);
-  if (len > 0 || lines != 6 || j->removed == NULL) {
-    vdi_error ("%s: not a merge journal, or a damaged one", path);
-    free (j->removed);
-    j->removed = NULL;
-    return -1;
-  }
-  return 1;
 }
 
 /* Give img a new parent (a null one: img becomes a dynamic base), on
@@ -249,7 +118,7 @@ open_locked (const char *path, unsigned flags)
  * journal's parent.
  */
 static int
-relink_children (const struct journal *j,
+relink_children (const struct vdi_journal *j,
                  const struct vdi_parent_search *search)
 {
   struct vdi_image *removed;
@@ -295,7 +164,7 @@ relink_children (const struct journal *j,
  * unless done.
  */
 static int
-relink_survivor (const char *filename, const struct journal *j)
+relink_survivor (const char *filename, const struct vdi_journal *j)
 {
   struct vdi_image *img = open_locked (filename, VDI_OPEN_WRITE);
   int r = 0;
@@ -311,7 +180,7 @@ relink_survivor (const char *filename, const struct journal *j)
 
 /* Remove the image that the journal names, then the journal. */
 static int
-remove_merged (const char *journal_path, const struct journal *j)
+remove_merged (const char *journal_path, const struct vdi_journal *j)
 {
   if (remove_file (j->removed) == -1)
     return -1;
@@ -323,7 +192,7 @@ remove_merged (const char *journal_path, const struct journal *j)
  */
 static int
 finish (const char *filename, const char *journal_path,
-        const struct journal *j, const struct vdi_merge *merge)
+        const struct vdi_journal *j, const struct vdi_merge *merge)
 {
   int r;
 
@@ -578,7 +447,7 @@ check_children_free (const struct vdi_image *child,
 /* Into the parent: copy, flush, and say in j what is left. */
 static int
 merge_into_parent (struct vdi_chain *chain, const struct vdi_merge *merge,
-                   struct journal *j)
+                   struct vdi_journal *j)
 {
   struct vdi_image **images, *child;
   struct vdi_chain *parent;
@@ -629,7 +498,7 @@ merge_into_parent (struct vdi_chain *chain, const struct vdi_merge *merge,
 /* Into the child: copy, flush, and say in j what is left. */
 static int
 merge_into_child (struct vdi_chain *chain, const struct vdi_merge *merge,
-                  struct journal *j)
+                  struct vdi_journal *j)
 {
   const struct vdi_header *ph = vdi_image_header (chain->images[1]);
 
@@ -650,36 +519,22 @@ merge_into_child (struct vdi_chain *chain, const struct vdi_merge *merge,
   return 0;
 }
 
-/* The journal of a merge of filename: *path gets its name; returns 1
- * and fills j if it exists, 0 if not, -1 after an error.
- */
-static int
-journal_of (const char *filename, char **path, struct journal *j)
-{
-  if (asprintf (path, "%s.merge", filename) == -1) {
-    vdi_error ("asprintf: %m");
-    *path = NULL;
-    return -1;
-  }
-  return journal_read (*path, j);
-}
-
 int
 vdi_merge (const char *filename, const struct vdi_merge *merge)
 {
   const bool into_parent = merge->direction == VDI_MERGE_INTO_PARENT;
   CLEANUP_FREE char *journal_path = NULL;
-  struct journal j;
+  struct vdi_journal j;
   struct vdi_chain *chain;
   int r;
 
-  r = journal_of (filename, &journal_path, &j);
+  r = vdi_journal_of (filename, &journal_path, &j);
   if (r == -1)
     return -1;
   if (r == 1) {
     if (j.direction != merge->direction) {
       vdi_error ("%s: a merge %s of this image was interrupted; run it "
-                 "again to finish it", filename, direction_name (j.direction));
+                 "again to finish it", filename, vdi_journal_direction_name (j.direction));
       free (j.removed);
       return -1;
     }
@@ -719,7 +574,7 @@ vdi_merge (const char *filename, const struct vdi_merge *merge)
     vdi_chain_free (chain);
   }
   if (r == 0)
-    r = journal_write (journal_path, &j);
+    r = vdi_journal_write (journal_path, &j);
   if (r == 0)
     r = finish (filename, journal_path, &j, merge);
   free (j.removed);
@@ -734,8 +589,8 @@ int
 vdi_merge_remove (const char *filename)
 {
   CLEANUP_FREE char *journal_path = NULL;
-  struct journal j;
-  int r = journal_of (filename, &journal_path, &j);
+  struct vdi_journal j;
+  int r = vdi_journal_of (filename, &journal_path, &j);
 
   if (r <= 0)
     return r;
@@ -748,8 +603,8 @@ int
 vdi_merge_pending (const char *filename, enum vdi_merge_direction *direction)
 {
   CLEANUP_FREE char *journal_path = NULL;
-  struct journal j;
-  int r = journal_of (filename, &journal_path, &j);
+  struct vdi_journal j;
+  int r = vdi_journal_of (filename, &journal_path, &j);
 
   if (r == 1) {
     *direction = j.direction;
