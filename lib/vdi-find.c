@@ -318,6 +318,44 @@ search_hint (const struct vdi_parent_search *search, bool dirs,
   return buf;
 }
 
+/* Does an unfinished merge explain why the image in child_path links
+ * to linkage rather than to its registry parent x?  It does when the
+ * journal of the merge that removes x (beside x for a merge into its
+ * parent, beside child_path for one into the child) relinks to
+ * linkage, x's own parent: the settings file is rewritten after the
+ * relinks (vdi-img snapshot delete), and the chain reads the same
+ * either way.
+ */
+static bool
+merge_relinked (const char *child_path, const struct vbox_medium *x,
+                const struct vdi_uuid *linkage)
+{
+  const char *const owners[] = { x->location, child_path };
+  struct vdi_journal j;
+  size_t i;
+  bool was_quiet, found = false;
+
+  if (x->parent == NULL || !vdi_uuid_equal (&x->parent->uuid, linkage))
+    return false;
+  for (i = 0; !found && i < sizeof owners / sizeof owners[0]; ++i) {
+    CLEANUP_FREE char *path = NULL;
+    int r;
+
+    was_quiet = vdi_quiet (true);
+    r = vdi_journal_of (owners[i], &path, &j);
+    vdi_quiet (was_quiet);
+    if (r == 1) {
+      found = vdi_uuid_equal (&j.removed_uuid, &x->uuid) &&
+        vdi_uuid_equal (&j.parent, linkage);
+      free (j.removed);
+    }
+  }
+  if (found)
+    vdi_debug ("%s: relinked past %s by a merge that is not finished",
+               child_path, x->location);
+  return found;
+}
+
 /* Find the file of the parent of child by scanning folders. */
 static char *
 find_parent_in_folders (struct finder *f, const struct vdi_image *child)
@@ -382,7 +420,9 @@ find_parent_in_registry (struct finder *f, const struct vdi_image *child)
 
   medium = vbox_registry_find_uuid (reg, &h->uuid_create);
   if (medium && medium->parent &&
-      !vdi_uuid_equal (&medium->parent->uuid, &h->uuid_linkage)) {
+      !vdi_uuid_equal (&medium->parent->uuid, &h->uuid_linkage) &&
+      !merge_relinked (vdi_image_filename (child), medium->parent,
+                       &h->uuid_linkage)) {
     vdi_error ("%s: parent UUID %s does not match the parent %s of "
                "medium %s in the media registry %s",
                vdi_image_filename (child), vdi_uuid_format (&h->uuid_linkage, a),
