@@ -412,6 +412,10 @@ keep_previous (const char *filename)
     unlink (link_tmp);
     return -1;
   }
+  /* When FILE-prev is that file already (a save was cut short after
+   * this step), rename does nothing and leaves the link.
+   */
+  unlink (link_tmp);
   return 0;
 }
 
