@@ -331,6 +331,28 @@ extern int vdi_chain_zero (struct vdi_chain *chain, uint32_t count,
 extern int vdi_chain_flush (struct vdi_chain *chain)
   __attribute__ ((__nonnull__ (1)));
 
+/* Serve the chain as if its top image were empty, as VirtualBox shows
+ * a disk whose differencing image it empties (resets) at power-on:
+ * the top image's block map and counter become empty in memory only
+ * and the lookup table is resolved again, so reads and extents fall
+ * through to its parent.  Nothing is written.  The chain must have at
+ * least two images, the top one still read-only, and no request may
+ * run meanwhile.  Until vdi_chain_reset_top, writes fail with EROFS
+ * and flushes do nothing, so the file never changes.  The description
+ * (vdi_chain_description) names the parent, whose content is shown.
+ */
+extern int vdi_chain_hide_top (struct vdi_chain *chain)
+  __attribute__ ((__nonnull__ (1)));
+
+/* Empty the hidden top image on disk as vdi_image_reset does, with
+ * its parent's modify UUID as parent-modify UUID; then writes go to
+ * it.  The top image must have been made writable first
+ * (vdi_image_make_writable).  Nothing that was read changes: the
+ * chain already showed the parent there.
+ */
+extern int vdi_chain_reset_top (struct vdi_chain *chain)
+  __attribute__ ((__nonnull__ (1)));
+
 /* Structural check of an image, as after a crash.  vdi_image_open
  * already checks the header and each map entry (in range, inside the
  * file, below the allocation counter, not shared); this adds what

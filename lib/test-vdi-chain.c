@@ -732,6 +732,283 @@ test_open_registry (void)
   dir_remove ();
 }
 
+/* vdi_chain_hide_top, vdi_chain_reset_top ---------------------------- */
+
+/* The bytes of top_dir/rel (*len of them), to be freed. */
+static uint8_t *
+slurp (const char *rel, size_t *len)
+{
+  FILE *fp = fopen (at (rel), "r");
+  uint8_t *buf;
+  long size;
+
+  CU_ASSERT_PTR_NOT_NULL_FATAL (fp);
+  CU_ASSERT_EQUAL_FATAL (fseek (fp, 0, SEEK_END), 0);
+  size = ftell (fp);
+  CU_ASSERT_FATAL (size >= 0);
+  rewind (fp);
+  buf = malloc (size + 1);
+  CU_ASSERT_PTR_NOT_NULL_FATAL (buf);
+  CU_ASSERT_EQUAL_FATAL (fread (buf, 1, size, fp), (size_t) size);
+  fclose (fp);
+  *len = size;
+  return buf;
+}
+
+/* Does top_dir/rel still hold exactly len bytes of buf? */
+static bool
+unchanged (const char *rel, const uint8_t *buf, size_t len)
+{
+  size_t now_len;
+  uint8_t *now = slurp (rel, &now_len);
+  bool same = now_len == len && memcmp (now, buf, len) == 0;
+
+  free (now);
+  return same;
+}
+
+/* The extents of a chain as one letter per block of BS bytes: D
+ * data, Z zeros, B below.
+ */
+static int
+extent_letters (void *opaque, uint64_t offset, uint64_t length,
+                enum vdi_extent_type type)
+{
+  char *s = opaque;
+  uint64_t b;
+
+  for (b = offset / BS; b < (offset + length) / BS; ++b)
+    s[b] = type == VDI_EXTENT_DATA ? 'D' : type == VDI_EXTENT_ZERO ? 'Z' : 'B';
+  return 0;
+}
+
+/* base (image 1) DDDZ, mid (2) FDFF, top (3) DFZD.  Open top, mid and
+ * base read-only as one chain.  top's parent-modify UUID is stale (a
+ * warning), so that a reset is seen to set it.
+ */
+static struct vdi_chain *
+hide_fixture (void)
+{
+  struct img base, mid, top;
+  struct vdi_image *images[3];
+
+  img_base (&base, 1, 4, "DDDZ");
+  img_child (&mid, 2, &base, "FDFF");
+  img_child (&top, 3, &mid, "DFZD");
+  uuid_n (&top.h.uuid_parent_modify, 999);
+  img_write (&base, "base.vdi");
+  img_write (&mid, "mid.vdi");
+  img_write (&top, "top.vdi");
+  images[0] = open_img ("top.vdi");
+  images[1] = open_img ("mid.vdi");
+  images[2] = open_img ("base.vdi");
+  return vdi_chain_new (images, 3);
+}
+
+/* Hiding the top image shows its parent's bytes and extents, and no
+ * file changes: not at hiding, not at a flush, not at close.
+ */
+static void
+test_hide_top_reads_parent (void)
+{
+  struct vdi_chain *chain;
+  uint8_t *top_bytes, *mid_bytes;
+  size_t top_len, mid_len;
+  char extents[5] = "????", uuid[VDI_UUID_STRLEN], *desc;
+  char want[200];
+  struct vdi_uuid mid_create, mid_modify;
+
+  dir_make ();
+  chain = hide_fixture ();
+  CU_ASSERT_PTR_NOT_NULL_FATAL (chain);
+  top_bytes = slurp ("top.vdi", &top_len);
+  mid_bytes = slurp ("mid.vdi", &mid_len);
+  mid_create = vdi_image_header (vdi_chain_image (chain, 1))->uuid_create;
+  mid_modify = vdi_image_header (vdi_chain_image (chain, 1))->uuid_modify;
+
+  /* As it is: the top image's data, zeros where it says ZERO. */
+  CU_ASSERT_EQUAL (block_byte (chain, 0), 3);
+  CU_ASSERT_EQUAL (block_byte (chain, 1), 2);
+  CU_ASSERT_EQUAL (block_byte (chain, 2), 0);
+  CU_ASSERT_EQUAL (block_byte (chain, 3), 3);
+
+  CU_ASSERT_EQUAL_FATAL (vdi_chain_hide_top (chain), 0);
+  ASSERT_NO_ERROR ();
+  /* What the chain below the top shows: mid over base. */
+  CU_ASSERT_EQUAL (block_byte (chain, 0), 1);
+  CU_ASSERT_EQUAL (block_byte (chain, 1), 2);
+  CU_ASSERT_EQUAL (block_byte (chain, 2), 1);
+  CU_ASSERT_EQUAL (block_byte (chain, 3), 0);
+  CU_ASSERT_EQUAL (vdi_chain_extents (chain, 0, 4 * BS, false,
+                                      extent_letters, extents), 0);
+  CU_ASSERT_STRING_EQUAL (extents, "DDDZ");
+  CU_ASSERT_EQUAL (vdi_image_header (vdi_chain_image (chain, 0))
+                   ->blocks_allocated, 0);
+
+  /* The description names the image whose content is shown. */
+  desc = vdi_chain_description (chain);
+  CU_ASSERT_PTR_NOT_NULL_FATAL (desc);
+  snprintf (want, sizeof want,
+            "VirtualBox differencing image {%s}, ",
+            vdi_uuid_format (&mid_create, uuid));
+  CU_ASSERT_PTR_NOT_NULL (strstr (desc, want));
+  snprintf (want, sizeof want, "modification {%s}, chain depth 2",
+            vdi_uuid_format (&mid_modify, uuid));
+  CU_ASSERT_PTR_NOT_NULL (strstr (desc, want));
+  free (desc);
+
+  /* Nothing was written, and a flush and the close write nothing. */
+  CU_ASSERT_EQUAL (vdi_chain_flush (chain), 0);
+  CU_ASSERT_TRUE (unchanged ("top.vdi", top_bytes, top_len));
+  vdi_chain_free (chain);
+  ASSERT_NO_ERROR ();
+  CU_ASSERT_TRUE (unchanged ("top.vdi", top_bytes, top_len));
+  CU_ASSERT_TRUE (unchanged ("mid.vdi", mid_bytes, mid_len));
+
+  free (top_bytes);
+  free (mid_bytes);
+  dir_remove ();
+}
+
+/* A hidden top image refuses writes, even made writable, until it is
+ * reset; the reset empties the file as VirtualBox does, and writes
+ * then land in it.
+ */
+static void
+test_hide_top_then_reset (void)
+{
+  struct vdi_chain *chain;
+  struct vdi_image *top, *images[3];
+  struct vdi_header before, after;
+  uint8_t *top_bytes, *mid_bytes, *base_bytes, block[BS];
+  size_t top_len, mid_len, base_len;
+
+  dir_make ();
+  chain = hide_fixture ();
+  CU_ASSERT_PTR_NOT_NULL_FATAL (chain);
+  top = vdi_chain_image (chain, 0);
+  before = *vdi_image_header (top);
+  top_bytes = slurp ("top.vdi", &top_len);
+  mid_bytes = slurp ("mid.vdi", &mid_len);
+  base_bytes = slurp ("base.vdi", &base_len);
+  CU_ASSERT_EQUAL_FATAL (vdi_chain_hide_top (chain), 0);
+
+  /* Read-only: refused as ever. */
+  memset (block, 0x77, sizeof block);
+  CU_ASSERT_EQUAL (vdi_chain_pwrite (chain, block, BS, 0, 0, NULL), -1);
+  CU_ASSERT_EQUAL (errno, EROFS);
+  ASSERT_ONE_ERROR (at ("top.vdi"), "read-only");
+  CU_ASSERT_EQUAL (vdi_chain_reset_top (chain), -1);
+  CU_ASSERT_EQUAL (errno, EROFS);
+
+  /* Writable but not reset: refused too, and nothing changes. */
+  test_log_reset ();
+  CU_ASSERT_EQUAL_FATAL (vdi_image_make_writable (top), 0);
+  CU_ASSERT_EQUAL (vdi_chain_pwrite (chain, block, BS, 0, 0, NULL), -1);
+  CU_ASSERT_EQUAL (errno, EROFS);
+  ASSERT_ONE_ERROR (at ("top.vdi"), "not been emptied");
+  test_log_reset ();
+  CU_ASSERT_EQUAL (vdi_chain_zero (chain, BS, 0, 0, NULL), -1);
+  CU_ASSERT_EQUAL (errno, EROFS);
+  CU_ASSERT_EQUAL (vdi_chain_flush (chain), 0);
+  CU_ASSERT_TRUE (unchanged ("top.vdi", top_bytes, top_len));
+
+  /* The reset: same create and parent UUIDs, a new modify UUID, the
+   * parent's modify UUID as parent-modify, no block.
+   */
+  test_log_reset ();
+  CU_ASSERT_EQUAL_FATAL (vdi_chain_reset_top (chain), 0);
+  ASSERT_NO_ERROR ();
+  CU_ASSERT_FALSE (unchanged ("top.vdi", top_bytes, top_len));
+  CU_ASSERT_EQUAL (block_byte (chain, 0), 1);
+  CU_ASSERT_EQUAL (block_byte (chain, 2), 1);
+  CU_ASSERT_EQUAL (block_byte (chain, 3), 0);
+  /* A second reset: the image is not hidden any more. */
+  CU_ASSERT_EQUAL (vdi_chain_reset_top (chain), -1);
+  ASSERT_ONE_ERROR (at ("top.vdi"), "not hidden");
+
+  /* Writes land in the top image. */
+  CU_ASSERT_EQUAL (vdi_chain_pwrite (chain, block, BS, 2 * BS, 0, NULL), 0);
+  CU_ASSERT_EQUAL (block_byte (chain, 2), 0x77);
+  vdi_chain_free (chain);
+
+  /* On disk: only that block, in a reset header. */
+  test_log_reset ();
+  images[0] = vdi_image_open (at ("top.vdi"), 0);
+  CU_ASSERT_PTR_NOT_NULL_FATAL (images[0]);
+  after = *vdi_image_header (images[0]);
+  CU_ASSERT_TRUE (vdi_uuid_equal (&after.uuid_create, &before.uuid_create));
+  CU_ASSERT_TRUE (vdi_uuid_equal (&after.uuid_linkage, &before.uuid_linkage));
+  CU_ASSERT_FALSE (vdi_uuid_equal (&after.uuid_modify, &before.uuid_modify));
+  CU_ASSERT_EQUAL (after.blocks_allocated, 1);
+  CU_ASSERT_EQUAL (vdi_image_map_entry (images[0], 0), VDI_BLOCK_FREE);
+  CU_ASSERT_EQUAL (vdi_image_map_entry (images[0], 1), VDI_BLOCK_FREE);
+  CU_ASSERT_EQUAL (vdi_image_map_entry (images[0], 2), 0);
+  CU_ASSERT_EQUAL (vdi_image_map_entry (images[0], 3), VDI_BLOCK_FREE);
+  images[1] = open_img ("mid.vdi");
+  images[2] = open_img ("base.vdi");
+  CU_ASSERT_FALSE (vdi_uuid_equal (&before.uuid_parent_modify,
+                                   &vdi_image_header (images[1])
+                                   ->uuid_modify));
+  CU_ASSERT_TRUE (vdi_uuid_equal (&after.uuid_parent_modify,
+                                  &vdi_image_header (images[1])->uuid_modify));
+  test_log_reset ();
+  chain = vdi_chain_new (images, 3);
+  CU_ASSERT_PTR_NOT_NULL_FATAL (chain);
+  ASSERT_NO_ERROR ();
+  CU_ASSERT_EQUAL (test_log.warnings, 0);
+  CU_ASSERT_EQUAL (block_byte (chain, 0), 1);
+  CU_ASSERT_EQUAL (block_byte (chain, 1), 2);
+  CU_ASSERT_EQUAL (block_byte (chain, 2), 0x77);
+  CU_ASSERT_EQUAL (block_byte (chain, 3), 0);
+  vdi_chain_free (chain);
+
+  /* The parents never changed. */
+  CU_ASSERT_TRUE (unchanged ("mid.vdi", mid_bytes, mid_len));
+  CU_ASSERT_TRUE (unchanged ("base.vdi", base_bytes, base_len));
+  free (top_bytes);
+  free (mid_bytes);
+  free (base_bytes);
+  dir_remove ();
+}
+
+/* What cannot be hidden: a chain of one image, a top image open for
+ * writing.
+ */
+static void
+test_hide_top_refused (void)
+{
+  struct img base, top;
+  struct vdi_image *images[2];
+  struct vdi_chain *chain;
+
+  dir_make ();
+  img_base (&base, 1, 2, "DD");
+  img_child (&top, 2, &base, "FD");
+  img_write (&base, "base.vdi");
+  img_write (&top, "top.vdi");
+
+  images[0] = open_img ("base.vdi");
+  chain = vdi_chain_new (images, 1);
+  CU_ASSERT_PTR_NOT_NULL_FATAL (chain);
+  CU_ASSERT_EQUAL (vdi_chain_hide_top (chain), -1);
+  ASSERT_ONE_ERROR (at ("base.vdi"), "no parent");
+  CU_ASSERT_EQUAL (block_byte (chain, 0), 1);
+  vdi_chain_free (chain);
+
+  test_log_reset ();
+  images[0] = vdi_image_open (at ("top.vdi"), VDI_OPEN_WRITE);
+  CU_ASSERT_PTR_NOT_NULL_FATAL (images[0]);
+  images[1] = open_img ("base.vdi");
+  chain = vdi_chain_new (images, 2);
+  CU_ASSERT_PTR_NOT_NULL_FATAL (chain);
+  CU_ASSERT_EQUAL (vdi_chain_hide_top (chain), -1);
+  ASSERT_ONE_ERROR (at ("top.vdi"), "open for writing");
+  CU_ASSERT_EQUAL (block_byte (chain, 1), 2);
+  vdi_chain_free (chain);
+  dir_remove ();
+}
+
 int
 main (void)
 {
@@ -757,5 +1034,9 @@ main (void)
   ADD_TEST (s, test_open_broken_parent);
   ADD_TEST (s, test_open_depth);
   ADD_TEST (s, test_open_registry);
+
+  ADD_TEST (s, test_hide_top_reads_parent);
+  ADD_TEST (s, test_hide_top_then_reset);
+  ADD_TEST (s, test_hide_top_refused);
   return test_run ();
 }

@@ -28,6 +28,14 @@
  * entries of the block they changed, with atomic stores, so reads
  * need no lock.  The write engine also owns closing a chain
  * (vdi_chain_free flushes first), so this file never calls into it.
+ *
+ * vdi_chain_hide_top serves a chain as VirtualBox shows a disk whose
+ * differencing image it empties at power-on: the top image's map is
+ * emptied in memory and the table resolved again, so every read falls
+ * through to the parent, and nothing is written.  The write engine
+ * refuses writes until vdi_chain_reset_top has emptied the file too,
+ * after which the table, which already ignored the top image, is
+ * exact.
  */
 
 #include <config.h>
@@ -172,15 +180,30 @@ check_links (struct vdi_image **images, size_t n, bool over_below)
   return 0;
 }
 
+/* Resolve every unit of the table, top image first. */
+static void
+resolve_units (struct vdi_chain *chain)
+{
+  size_t i;
+  uint64_t u;
+
+  for (u = 0; u < chain->units; ++u)
+    chain->table[u] = ENTRY_UNRESOLVED;
+  for (i = 0; i < chain->depth; ++i)
+    resolve_layer (chain, i);
+  for (u = 0; u < chain->units; ++u)
+    if (chain->table[u] == ENTRY_UNRESOLVED)
+      chain->table[u] = ENTRY_BELOW;
+}
+
 /* Size the lookup table by the smallest block size of the chain and
- * resolve every unit, top image first.
+ * resolve it.
  */
 static int
 resolve_table (struct vdi_chain *chain)
 {
   uint32_t unit = UINT32_MAX;
   size_t i;
-  uint64_t u;
 
   for (i = 0; i < chain->depth; ++i)
     unit = MIN (unit, vdi_image_header (chain->images[i])->block_size);
@@ -195,13 +218,7 @@ resolve_table (struct vdi_chain *chain)
                chain->units);
     return -1;
   }
-  for (u = 0; u < chain->units; ++u)
-    chain->table[u] = ENTRY_UNRESOLVED;
-  for (i = 0; i < chain->depth; ++i)
-    resolve_layer (chain, i);
-  for (u = 0; u < chain->units; ++u)
-    if (chain->table[u] == ENTRY_UNRESOLVED)
-      chain->table[u] = ENTRY_BELOW;
+  resolve_units (chain);
   return 0;
 }
 
@@ -272,6 +289,29 @@ struct vdi_chain *
 vdi_layer_new (struct vdi_image *img)
 {
   return chain_build (&img, 1, true);
+}
+
+int
+vdi_chain_hide_top (struct vdi_chain *chain)
+{
+  struct vdi_image *top = chain->images[0];
+
+  if (chain->depth < 2) {
+    vdi_error ("%s: the image has no parent in the chain, so it cannot "
+               "be served as if it were empty", vdi_image_filename (top));
+    errno = EINVAL;
+    return -1;
+  }
+  if (vdi_image_is_writable (top)) {
+    vdi_error ("%s: the image is open for writing, so it cannot be "
+               "served as if it were empty", vdi_image_filename (top));
+    errno = EINVAL;
+    return -1;
+  }
+  vdi_image_forget_blocks (top);
+  chain->top_hidden = true;
+  resolve_units (chain);
+  return 0;
 }
 
 void
@@ -428,10 +468,15 @@ vdi_chain_extents (const struct vdi_chain *chain,
   return 0;
 }
 
+/* A hidden top image shows nothing: the chain shows its parent's
+ * content, and a differencing image made over it (the vdidiff filter)
+ * must link to that parent.
+ */
 char *
 vdi_chain_description (const struct vdi_chain *chain)
 {
-  const struct vdi_header *h = vdi_image_header (chain->images[0]);
+  const size_t shown = chain->top_hidden ? 1 : 0;
+  const struct vdi_header *h = vdi_image_header (chain->images[shown]);
   char create[VDI_UUID_STRLEN], modify[VDI_UUID_STRLEN];
   char *s;
 
@@ -439,7 +484,7 @@ vdi_chain_description (const struct vdi_chain *chain)
                 "chain depth %zu", vdi_type_name (h->type),
                 vdi_uuid_format (&h->uuid_create, create),
                 vdi_uuid_format (&h->uuid_modify, modify),
-                chain->depth) == -1) {
+                chain->depth - shown) == -1) {
     vdi_error ("asprintf: %m");
     return NULL;
   }

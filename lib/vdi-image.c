@@ -555,6 +555,16 @@ vdi_image_create (const char *filename, const struct vdi_header *h)
   return -1;
 }
 
+void
+vdi_image_forget_blocks (struct vdi_image *img)
+{
+  struct vdi_header *h = &img->header;
+
+  h->blocks_allocated = 0;
+  memset (img->map, 0xff, 4 * (size_t) h->blocks); /* VDI_BLOCK_FREE */
+  memset (img->map_dirty, 0, bits_bytes (map_pages (h)));
+}
+
 int
 vdi_image_reset (struct vdi_image *img, const struct vdi_uuid *parent_modify)
 {
@@ -564,9 +574,7 @@ vdi_image_reset (struct vdi_image *img, const struct vdi_uuid *parent_modify)
     return -1;
   if (parent_modify)
     h->uuid_parent_modify = *parent_modify;
-  h->blocks_allocated = 0;
-  memset (img->map, 0xff, 4 * (size_t) h->blocks); /* VDI_BLOCK_FREE */
-  memset (img->map_dirty, 0, bits_bytes (map_pages (h)));
+  vdi_image_forget_blocks (img);
 
   /* The empty map and the header reach the disk before the data goes,
    * so that at no point does the header count slots the file lacks.

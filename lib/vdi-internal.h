@@ -45,6 +45,11 @@ struct vdi_chain {
    * (a merge into it), so its content, and its modify UUID, stay.
    */
   bool keep_modify_uuid;
+  /* vdi_chain_hide_top emptied the top image in memory only: reads
+   * fall through to its parent, and nothing may be written to it
+   * until vdi_chain_reset_top has emptied the file too.
+   */
+  bool top_hidden;
 };
 
 /* May the image whose create UUID is uuid become images[n], the
@@ -150,6 +155,11 @@ struct vdi_map_update {
 };
 extern void vdi_image_set_map_entry (struct vdi_image *img, uint32_t block,
                                      uint32_t entry);
+/* Make the block map (every entry FREE) and the counter empty in
+ * memory, with nothing left to write: what vdi_image_reset then puts
+ * on disk.
+ */
+extern void vdi_image_forget_blocks (struct vdi_image *img);
 extern int vdi_image_take_map_update (struct vdi_image *img,
                                       struct vdi_map_update *u);
 extern int vdi_image_write_map_update (struct vdi_image *img,

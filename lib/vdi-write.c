@@ -159,6 +159,13 @@ begin_change (struct vdi_chain *chain)
     errno = EROFS;
     return -1;
   }
+  if (__atomic_load_n (&chain->top_hidden, __ATOMIC_ACQUIRE)) {
+    vdi_error ("%s: the image is served as if it were empty and has not "
+               "been emptied yet (vdi_chain_reset_top)",
+               vdi_image_filename (chain->images[0]));
+    errno = EROFS;
+    return -1;
+  }
   if (!__atomic_load_n (&chain->modified, __ATOMIC_ACQUIRE)) {
     ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&chain->lock);
     if (mark_modified (chain) == -1)
@@ -610,7 +617,11 @@ vdi_chain_flush (struct vdi_chain *chain)
   struct vdi_map_update update;
   int r;
 
-  if (!vdi_image_is_writable (top))
+  /* A hidden top image has nothing to flush: its header and map in
+   * memory are not the file's.
+   */
+  if (!vdi_image_is_writable (top) ||
+      __atomic_load_n (&chain->top_hidden, __ATOMIC_ACQUIRE))
     return 0;
   ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&chain->flush_lock);
 
@@ -631,6 +642,35 @@ vdi_chain_flush (struct vdi_chain *chain)
   }
   vdi_map_update_free (&update);
   return r;
+}
+
+int
+vdi_chain_reset_top (struct vdi_chain *chain)
+{
+  struct vdi_image *top = chain->images[0];
+  const struct vdi_header *parent = vdi_image_header (chain->images[1]);
+
+  if (!chain->top_hidden) {
+    vdi_error ("%s: the image is not hidden, so it is not reset",
+               vdi_image_filename (top));
+    errno = EINVAL;
+    return -1;
+  }
+  if (!vdi_image_is_writable (top)) {
+    vdi_error ("%s: the image is open read-only", vdi_image_filename (top));
+    errno = EROFS;
+    return -1;
+  }
+
+  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&chain->lock);
+  if (vdi_image_reset (top, &parent->uuid_modify) == -1)
+    return -1;
+  /* The reset gave the image a new modify UUID on disk, which is what
+   * the first write after open does otherwise.
+   */
+  __atomic_store_n (&chain->modified, true, __ATOMIC_RELEASE);
+  __atomic_store_n (&chain->top_hidden, false, __ATOMIC_RELEASE);
+  return 0;
 }
 
 /* Closing is the write engine's: changes not flushed yet reach the
