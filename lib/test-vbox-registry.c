@@ -1016,6 +1016,76 @@ test_snapshot_depth (void)
   free (dir);
 }
 
+/* Saved states: a machine's stateFile makes it saved, a snapshot's an
+ * online snapshot (an empty attribute is no state, as in VirtualBox);
+ * autoReset counts on differencing images only.
+ */
+static void
+test_saved_states (void)
+{
+  char *dir = make_dir (), *path, *text;
+  struct vbox_registry *reg;
+  const struct vbox_machine *m;
+  struct text t;
+  char u[40];
+
+  vbox_open (&t, VBOX_NS);
+  fprintf (t.fp, "<Machine uuid=\"%s\" name=\"saved\" "
+           "stateFile=\"Snapshots/2024-05-01T10-00-00-000000000Z.sav\" "
+           "currentSnapshot=\"{" SNAP_TWIN1 "}\">\n"
+           "<MediaRegistry><HardDisks>\n", uuid_n (100, u));
+  fprintf (t.fp, "<HardDisk uuid=\"%s\" location=\"a.vdi\" format=\"VDI\" "
+           "type=\"Immutable\" autoReset=\"true\">", uuid_n (0, u));
+  fprintf (t.fp, "<HardDisk uuid=\"%s\" location=\"Snapshots/b.vdi\" "
+           "format=\"VDI\" autoReset=\"true\"/>", uuid_n (1, u));
+  fprintf (t.fp, "</HardDisk></HardDisks></MediaRegistry>\n"
+           "<Snapshot uuid=\"{" SNAP_FIRST "}\" name=\"off\" stateFile=\"\">"
+           "<Snapshots><Snapshot uuid=\"{" SNAP_TWIN1 "}\" name=\"on\" "
+           "stateFile=\"Snapshots/{" SNAP_TWIN1 "}.sav\"/></Snapshots>"
+           "</Snapshot></Machine></VirtualBox>\n");
+  text = text_close (&t);
+  path = write_text (dir, "saved.vbox", text);
+  free (text);
+
+  reg = load_one (path);
+  CU_ASSERT_PTR_NOT_NULL_FATAL (reg);
+  ASSERT_NO_ERROR ();
+  m = vbox_registry_machine (reg);
+  CU_ASSERT_PTR_NOT_NULL_FATAL (m);
+  CU_ASSERT_TRUE (m->saved);
+  CU_ASSERT_EQUAL_FATAL (m->nr_snapshots, 2);
+  CU_ASSERT_FALSE (m->snapshots[0].online);
+  CU_ASSERT_TRUE (m->snapshots[1].online);
+  CU_ASSERT_PTR_EQUAL (vbox_machine_current_snapshot (m), &m->snapshots[1]);
+  CU_ASSERT_FALSE (find (reg, uuid_n (0, u))->auto_reset);
+  CU_ASSERT_TRUE (find (reg, uuid_n (1, u))->auto_reset);
+  vbox_registry_free (reg);
+  free (path);
+
+  /* No stateFile anywhere. */
+  path = make_snapshots (dir);
+  reg = load_one (path);
+  CU_ASSERT_PTR_NOT_NULL_FATAL (reg);
+  m = vbox_registry_machine (reg);
+  CU_ASSERT_FALSE (m->saved);
+  CU_ASSERT_PTR_NOT_NULL_FATAL (vbox_machine_current_snapshot (m));
+  CU_ASSERT_FALSE (vbox_machine_current_snapshot (m)->online);
+  CU_ASSERT_TRUE (uuid_is (&vbox_machine_current_snapshot (m)->uuid,
+                           SNAP_LAST));
+  vbox_registry_free (reg);
+  free (path);
+
+  /* No current snapshot. */
+  path = make_snapshot_chain (dir, 1);
+  reg = load_one (path);
+  CU_ASSERT_PTR_NOT_NULL_FATAL (reg);
+  CU_ASSERT_PTR_NULL (vbox_machine_current_snapshot
+                      (vbox_registry_machine (reg)));
+  vbox_registry_free (reg);
+  free (path);
+  free (dir);
+}
+
 /* VirtualBox.xml and a .vbox in one registry: the union, with the
  * base in both (they agree), a diff only in the .vbox.
  */
@@ -1758,6 +1828,7 @@ main (void)
   ADD_TEST (s, test_no_namespace);
   ADD_TEST (s, test_snapshots);
   ADD_TEST (s, test_snapshot_depth);
+  ADD_TEST (s, test_saved_states);
   ADD_TEST (s, test_union);
   ADD_TEST (s, test_union_conflict);
   ADD_TEST (s, test_legacy_forms);

@@ -145,6 +145,17 @@ struct snapshot_list {
   size_t n, alloc;
 };
 
+/* A saved state, as VirtualBox tells it (Snapshot::getOnline,
+ * Machine's state file path): a stateFile attribute that is not empty.
+ */
+static bool
+has_state_file (const xmlNode *node)
+{
+  CLEANUP_XMLFREE xmlChar *state_file = vbox_xml_get_attr (node, "stateFile");
+
+  return state_file != NULL && state_file[0] != '\0';
+}
+
 static int
 load_snapshot (const struct vbox_load *ld, const xmlNode *node,
                size_t parent, unsigned depth, struct snapshot_list *list)
@@ -189,6 +200,7 @@ load_snapshot (const struct vbox_load *ld, const xmlNode *node,
   s->name = vbox_xml_get_string_attr (ld->filename, node, "name");
   if (s->name == NULL)
     return -1;
+  s->online = has_state_file (node);
   /* The list may move while the children are read: no s after this. */
   if (load_attachments (ld, node, &s->disks, &s->nr_disks) == -1)
     return -1;
@@ -272,6 +284,7 @@ vbox_machine_load_attributes (struct vbox_load *ld, const xmlNode *node)
   if (r == -1)
     return -1;
   m->has_current_snapshot = r == 0;
+  m->saved = has_state_file (node);
   return 0;
 }
 
@@ -378,6 +391,21 @@ const struct vbox_machine *
 vbox_registry_machine (const struct vbox_registry *reg)
 {
   return reg->machine;
+}
+
+const struct vbox_snapshot *
+vbox_machine_current_snapshot (const struct vbox_machine *machine)
+{
+  size_t i;
+
+  if (!machine->has_current_snapshot)
+    return NULL;
+  /* vbox_machine_load_state checked that it is one of them. */
+  for (i = 0; i < machine->nr_snapshots; ++i)
+    if (vdi_uuid_equal (&machine->snapshots[i].uuid,
+                        &machine->current_snapshot))
+      return &machine->snapshots[i];
+  return NULL;
 }
 
 const struct vbox_snapshot *

@@ -370,7 +370,10 @@ add_medium (const struct vbox_load *ld,
     m->type = parent->type;
   else
     m->type = attrs->type ? attrs->type : "Normal";
-  m->auto_reset = attrs->auto_reset;
+  /* The XSD allows autoReset on differencing images only, and
+   * VirtualBox reports it false for a base (Medium::getAutoReset).
+   */
+  m->auto_reset = parent != NULL && attrs->auto_reset;
   m->parent = parent;
   m->depth = depth;
   m->registry_file = ld->path;

@@ -39,6 +39,10 @@ struct vbox_medium {
    * "Writethrough", "Shareable", "Readonly" or "MultiAttach".
    */
   const char *type;
+  /* autoReset="true": VirtualBox empties this differencing image when
+   * it powers on a machine that has it attached.  Always false for a
+   * base medium, as VirtualBox reports it.
+   */
   bool auto_reset;
   struct vbox_medium *parent;   /* NULL for a base medium */
   size_t depth;                 /* 1 for a base medium */
@@ -49,6 +53,10 @@ struct vbox_snapshot {
   struct vdi_uuid uuid;
   char *name;
   struct vbox_snapshot *parent; /* NULL for the first snapshot */
+  /* An online snapshot: it has a saved state (stateFile), taken while
+   * the machine ran.
+   */
+  bool online;
   /* The hard disks attached at that snapshot, in document order. */
   struct vdi_uuid *disks;
   size_t nr_disks;
@@ -99,6 +107,10 @@ struct vbox_machine {
   char *snapshot_folder;        /* absolute; default "Snapshots" */
   bool has_current_snapshot;
   struct vdi_uuid current_snapshot;
+  /* The machine is saved (stateFile): powering it on restores that
+   * state.
+   */
+  bool saved;
   /* Hard disks attached in the current state, in document order
    * (controllers, then attached devices of type HardDisk).
    */
@@ -110,6 +122,11 @@ struct vbox_machine {
 
 extern const struct vbox_machine *
 vbox_registry_machine (const struct vbox_registry *reg)
+  __attribute__ ((__nonnull__ (1)));
+
+/* The current snapshot, or NULL if the machine has none. */
+extern const struct vbox_snapshot *
+vbox_machine_current_snapshot (const struct vbox_machine *machine)
   __attribute__ ((__nonnull__ (1)));
 
 /* Find a snapshot by UUID (any form vdi_uuid_parse takes) or else by
