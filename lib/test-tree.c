@@ -211,6 +211,43 @@ block_byte (struct vdi_chain *chain, uint32_t b)
   return buf[0];
 }
 
+uint8_t *
+slurp (const char *rel, size_t *len)
+{
+  FILE *fp = fopen (at (rel), "r");
+  uint8_t *buf;
+  long size;
+
+  CU_ASSERT_PTR_NOT_NULL_FATAL (fp);
+  CU_ASSERT_EQUAL_FATAL (fseek (fp, 0, SEEK_END), 0);
+  size = ftell (fp);
+  CU_ASSERT_FATAL (size >= 0);
+  rewind (fp);
+  buf = malloc (size + 1);
+  CU_ASSERT_PTR_NOT_NULL_FATAL (buf);
+  CU_ASSERT_EQUAL_FATAL (fread (buf, 1, size, fp), (size_t) size);
+  fclose (fp);
+  *len = size;
+  return buf;
+}
+
+bool
+same_file (const char *rel, const uint8_t *buf, size_t len)
+{
+  size_t now_len;
+  uint8_t *now = slurp (rel, &now_len);
+  bool same = now_len == len && memcmp (now, buf, len) == 0;
+
+  free (now);
+  return same;
+}
+
+void
+assert_same_file (const char *rel, const uint8_t *before, size_t before_len)
+{
+  CU_ASSERT_TRUE (same_file (rel, before, before_len));
+}
+
 void
 write_vbox (const char *rel, const char *disks)
 {

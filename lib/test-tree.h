@@ -15,6 +15,8 @@
 #ifndef TEST_TREE_H
 #define TEST_TREE_H
 
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "libvdi.h"
@@ -60,6 +62,16 @@ extern struct vdi_image *open_img (const char *rel);
  * or -1 if the block does not hold one byte throughout.
  */
 extern int block_byte (struct vdi_chain *chain, uint32_t b);
+
+/* The whole file at top_dir/rel (*len gets its size), to be freed:
+ * to show that something wrote nothing.
+ */
+extern uint8_t *slurp (const char *rel, size_t *len);
+/* Whether top_dir/rel holds exactly the len bytes of buf now. */
+extern bool same_file (const char *rel, const uint8_t *buf, size_t len);
+/* Record a CUnit assertion of same_file. */
+extern void assert_same_file (const char *rel, const uint8_t *before,
+                              size_t before_len);
 
 /* Write top_dir/rel, the settings file of machine "M" whose media
  * registry holds these HardDisk elements.

@@ -734,39 +734,6 @@ test_open_registry (void)
 
 /* vdi_chain_hide_top, vdi_chain_reset_top ---------------------------- */
 
-/* The bytes of top_dir/rel (*len of them), to be freed. */
-static uint8_t *
-slurp (const char *rel, size_t *len)
-{
-  FILE *fp = fopen (at (rel), "r");
-  uint8_t *buf;
-  long size;
-
-  CU_ASSERT_PTR_NOT_NULL_FATAL (fp);
-  CU_ASSERT_EQUAL_FATAL (fseek (fp, 0, SEEK_END), 0);
-  size = ftell (fp);
-  CU_ASSERT_FATAL (size >= 0);
-  rewind (fp);
-  buf = malloc (size + 1);
-  CU_ASSERT_PTR_NOT_NULL_FATAL (buf);
-  CU_ASSERT_EQUAL_FATAL (fread (buf, 1, size, fp), (size_t) size);
-  fclose (fp);
-  *len = size;
-  return buf;
-}
-
-/* Does top_dir/rel still hold exactly len bytes of buf? */
-static bool
-unchanged (const char *rel, const uint8_t *buf, size_t len)
-{
-  size_t now_len;
-  uint8_t *now = slurp (rel, &now_len);
-  bool same = now_len == len && memcmp (now, buf, len) == 0;
-
-  free (now);
-  return same;
-}
-
 /* The extents of a chain as one letter per block of BS bytes: D
  * data, Z zeros, B below.
  */
@@ -859,11 +826,11 @@ test_hide_top_reads_parent (void)
 
   /* Nothing was written, and a flush and the close write nothing. */
   CU_ASSERT_EQUAL (vdi_chain_flush (chain), 0);
-  CU_ASSERT_TRUE (unchanged ("top.vdi", top_bytes, top_len));
+  assert_same_file ("top.vdi", top_bytes, top_len);
   vdi_chain_free (chain);
   ASSERT_NO_ERROR ();
-  CU_ASSERT_TRUE (unchanged ("top.vdi", top_bytes, top_len));
-  CU_ASSERT_TRUE (unchanged ("mid.vdi", mid_bytes, mid_len));
+  assert_same_file ("top.vdi", top_bytes, top_len);
+  assert_same_file ("mid.vdi", mid_bytes, mid_len);
 
   free (top_bytes);
   free (mid_bytes);
@@ -911,7 +878,7 @@ test_hide_top_then_reset (void)
   CU_ASSERT_EQUAL (vdi_chain_zero (chain, BS, 0, 0, NULL), -1);
   CU_ASSERT_EQUAL (errno, EROFS);
   CU_ASSERT_EQUAL (vdi_chain_flush (chain), 0);
-  CU_ASSERT_TRUE (unchanged ("top.vdi", top_bytes, top_len));
+  assert_same_file ("top.vdi", top_bytes, top_len);
 
   /* The reset: same create and parent UUIDs, a new modify UUID, the
    * parent's modify UUID as parent-modify, no block.
@@ -919,7 +886,7 @@ test_hide_top_then_reset (void)
   test_log_reset ();
   CU_ASSERT_EQUAL_FATAL (vdi_chain_reset_top (chain), 0);
   ASSERT_NO_ERROR ();
-  CU_ASSERT_FALSE (unchanged ("top.vdi", top_bytes, top_len));
+  CU_ASSERT_FALSE (same_file ("top.vdi", top_bytes, top_len));
   CU_ASSERT_EQUAL (block_byte (chain, 0), 1);
   CU_ASSERT_EQUAL (block_byte (chain, 2), 1);
   CU_ASSERT_EQUAL (block_byte (chain, 3), 0);
@@ -964,12 +931,30 @@ test_hide_top_then_reset (void)
   vdi_chain_free (chain);
 
   /* The parents never changed. */
-  CU_ASSERT_TRUE (unchanged ("mid.vdi", mid_bytes, mid_len));
-  CU_ASSERT_TRUE (unchanged ("base.vdi", base_bytes, base_len));
+  assert_same_file ("mid.vdi", mid_bytes, mid_len);
+  assert_same_file ("base.vdi", base_bytes, base_len);
   free (top_bytes);
   free (mid_bytes);
   free (base_bytes);
   dir_remove ();
+}
+
+/* vdi_chain_hide_top refuses the chain of these n images with one
+ * error naming rel and phrase, and block 1 still reads byte.
+ */
+static void
+check_hide_refused (struct vdi_image **images, size_t n,
+                    const char *rel, const char *phrase, int byte)
+{
+  struct vdi_chain *chain;
+
+  test_log_reset ();
+  chain = vdi_chain_new (images, n);
+  CU_ASSERT_PTR_NOT_NULL_FATAL (chain);
+  CU_ASSERT_EQUAL (vdi_chain_hide_top (chain), -1);
+  ASSERT_ONE_ERROR (at (rel), phrase);
+  CU_ASSERT_EQUAL (block_byte (chain, 1), byte);
+  vdi_chain_free (chain);
 }
 
 /* What cannot be hidden: a chain of one image, a top image open for
@@ -980,7 +965,6 @@ test_hide_top_refused (void)
 {
   struct img base, top;
   struct vdi_image *images[2];
-  struct vdi_chain *chain;
 
   dir_make ();
   img_base (&base, 1, 2, "DD");
@@ -989,23 +973,12 @@ test_hide_top_refused (void)
   img_write (&top, "top.vdi");
 
   images[0] = open_img ("base.vdi");
-  chain = vdi_chain_new (images, 1);
-  CU_ASSERT_PTR_NOT_NULL_FATAL (chain);
-  CU_ASSERT_EQUAL (vdi_chain_hide_top (chain), -1);
-  ASSERT_ONE_ERROR (at ("base.vdi"), "no parent");
-  CU_ASSERT_EQUAL (block_byte (chain, 0), 1);
-  vdi_chain_free (chain);
+  check_hide_refused (images, 1, "base.vdi", "no parent", 1);
 
-  test_log_reset ();
   images[0] = vdi_image_open (at ("top.vdi"), VDI_OPEN_WRITE);
   CU_ASSERT_PTR_NOT_NULL_FATAL (images[0]);
   images[1] = open_img ("base.vdi");
-  chain = vdi_chain_new (images, 2);
-  CU_ASSERT_PTR_NOT_NULL_FATAL (chain);
-  CU_ASSERT_EQUAL (vdi_chain_hide_top (chain), -1);
-  ASSERT_ONE_ERROR (at ("top.vdi"), "open for writing");
-  CU_ASSERT_EQUAL (block_byte (chain, 1), 2);
-  vdi_chain_free (chain);
+  check_hide_refused (images, 2, "top.vdi", "open for writing", 2);
   dir_remove ();
 }
 

@@ -62,39 +62,6 @@ read_leaf (const char *rel, uint8_t *buf)
   vdi_chain_free (chain);
 }
 
-/* The whole file at top_dir/rel, to show that a refused merge wrote
- * nothing.  *len gets its size.
- */
-static uint8_t *
-slurp (const char *rel, size_t *len)
-{
-  FILE *fp = fopen (at (rel), "r");
-  uint8_t *buf;
-  long size;
-
-  assert (fp != NULL);
-  fseek (fp, 0, SEEK_END);
-  size = ftell (fp);
-  rewind (fp);
-  buf = malloc (size + 1);
-  assert (buf != NULL);
-  assert (fread (buf, 1, size, fp) == (size_t) size);
-  fclose (fp);
-  *len = size;
-  return buf;
-}
-
-static void
-assert_same_file (const char *rel, const uint8_t *before, size_t before_len)
-{
-  size_t len;
-  uint8_t *now = slurp (rel, &len);
-
-  CU_ASSERT_EQUAL (len, before_len);
-  CU_ASSERT (len == before_len && memcmp (now, before, len) == 0);
-  free (now);
-}
-
 static void
 assert_clean (const char *rel)
 {
