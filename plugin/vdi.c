@@ -16,6 +16,7 @@
 #include <strings.h>
 #include <inttypes.h>
 #include <errno.h>
+#include <unistd.h>
 #include <pthread.h>
 
 #define NBDKIT_API_VERSION 2
@@ -45,6 +46,8 @@ static const char *snapshot_param; /* snapshot= */
 static unsigned disk_index;     /* disk= */
 static bool disk_index_set;
 static bool force_readonly;     /* readonly= */
+static bool autoreset = true;   /* autoreset= */
+static bool autoreset_set;
 
 /* The disk being served, resolved in .get_ready. */
 static struct vbox_registry *registry;
@@ -56,6 +59,15 @@ static char *description;
  * or just never asked to write, share the image with other readers.
  */
 static bool writable;
+/* The top image is an autoreset differencing image served as if it
+ * were empty (see poweron): the first write empties the file.
+ */
+static bool reset_pending;
+/* Set (atomically) once the first write has made the top image
+ * writable and emptied it if reset_pending: later writes go ahead.
+ */
+static bool write_ready;
+/* Serialises that first step. */
 static pthread_mutex_t writable_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static void
@@ -140,6 +152,14 @@ vdi_config (const char *key, const char *value)
       return -1;
     force_readonly = r;
   }
+  else if (strcmp (key, "autoreset") == 0) {
+    int r = nbdkit_parse_bool (value);
+
+    if (r == -1)
+      return -1;
+    autoreset = r;
+    autoreset_set = true;
+  }
   else if (strcmp (key, "disk") == 0) {
     if (nbdkit_parse_unsigned ("disk", value, &disk_index) == -1)
       return -1;
@@ -166,6 +186,11 @@ vdi_config_complete (void)
     nbdkit_error ("uuid=, snapshot= and disk= need registry=");
     return -1;
   }
+  if (nr_registry_files == 0 && autoreset_set) {
+    nbdkit_error ("autoreset= needs registry=: only a machine's settings "
+                  "say that a differencing image is emptied at power-on");
+    return -1;
+  }
   if (filename && (uuid_param || snapshot_param || disk_index_set)) {
     nbdkit_error ("file= cannot be combined with uuid=, snapshot= or disk=");
     return -1;
@@ -190,6 +215,8 @@ vdi_config_complete (void)
   "snapshot=<NAME|UUID>  With registry=: the disk as it was at this snapshot.\n" \
   "parent-dir=<DIR>      Also look for parents in DIR (repeatable).\n" \
   "readonly=true         Do not open the image for writing.\n" \
+  "autoreset=false       With registry=: do not empty an autoreset differencing\n" \
+  "                      image at the first write; serve it as it is.\n" \
   "Debug flags (with -v):\n" \
   "-D vdi.chain=1        The chain found, top to base, with UUIDs and files.\n" \
   "-D vdi.header=1       The header and block map summary of every image."
@@ -206,6 +233,7 @@ vdi_dump_plugin (void)
   printf ("vdi_extents=yes\n");
   printf ("vdi_locking=ofd\n");
   printf ("vdi_write=yes\n");
+  printf ("vdi_autoreset=yes\n");
 }
 
 /* Print what -D vdi.header=1 asks for. */
@@ -374,6 +402,20 @@ select_top_image (char **top, const struct vbox_medium **medium)
     return -1;
   }
 
+  /* Say which medium of which registry names a file that is not
+   * there, not only which file (its parents get the same from
+   * vdi_chain_open).
+   */
+  if (filename == NULL && access ((*medium)->location, R_OK) == -1) {
+    char uuid[VDI_UUID_STRLEN];
+
+    nbdkit_error ("%s: medium %s is at %s, which cannot be opened: %m",
+                  (*medium)->registry_file,
+                  vdi_uuid_format (&(*medium)->uuid, uuid),
+                  (*medium)->location);
+    return -1;
+  }
+
   *top = strdup (filename ? filename : (*medium)->location);
   if (*top == NULL) {
     nbdkit_error ("strdup: %m");
@@ -382,10 +424,51 @@ select_top_image (char **top, const struct vbox_medium **medium)
   return 0;
 }
 
+/* Whether the disk served is the one the machine's current state
+ * attaches (registry= with disk= or its default): what VirtualBox
+ * powers on.
+ */
+static bool
+is_current_state (void)
+{
+  return nr_registry_files > 0 && filename == NULL && uuid_param == NULL &&
+    snapshot_param == NULL;
+}
+
+static bool
+is_type (const struct vbox_medium *medium, const char *type)
+{
+  return strcmp (medium->type, type) == 0;
+}
+
+/* VirtualBox attaches an Immutable or MultiAttach medium through a
+ * differencing image of it, always: a current state that attaches one
+ * directly was not written by VirtualBox, and what to write where is
+ * anybody's guess.
+ */
+static int
+check_attachment (const struct vbox_medium *medium)
+{
+  const struct vbox_machine *machine = vbox_registry_machine (registry);
+  char uuid[VDI_UUID_STRLEN];
+
+  if (!is_current_state () || medium->parent != NULL ||
+      !(is_type (medium, "Immutable") || is_type (medium, "MultiAttach")))
+    return 0;
+  nbdkit_error ("%s: machine \"%s\" attaches the %s medium %s (%s) "
+                "directly, which VirtualBox never does (it attaches a "
+                "differencing image of it); to read the medium itself, "
+                "choose it with uuid=",
+                machine->filename, machine->name, medium->type,
+                vdi_uuid_format (&medium->uuid, uuid), medium->location);
+  return -1;
+}
+
 /* Why the disk must be served read-only whatever the client asks, or
  * NULL.  VirtualBox never writes to a snapshot's images or to an
- * Immutable, MultiAttach or Readonly medium: writes to those go to a
- * differencing image, which is what the vdidiff filter provides.
+ * Immutable, MultiAttach or Readonly base medium: writes to those go
+ * to a differencing image (which is what the vdidiff filter
+ * provides), and such a differencing image is written like any other.
  * VirtualBox cannot write version 0 images either.
  */
 static const char *
@@ -403,11 +486,123 @@ readonly_reason (const struct vbox_medium *medium)
   /* Writing to a parent would change what every child shows. */
   if (medium && vbox_registry_nr_children (registry, medium) > 0)
     return "it has differencing images in the media registry";
-  if (medium && medium->type)
+  if (medium && medium->parent == NULL)
     for (i = 0; i < sizeof readonly_types / sizeof readonly_types[0]; ++i)
-      if (strcmp (medium->type, readonly_types[i]) == 0)
-        return nbdkit_printf_intern ("its base medium is %s", medium->type);
+      if (is_type (medium, readonly_types[i]))
+        return nbdkit_printf_intern ("it is %s %s medium",
+                                     i == 0 ? "an" : "a", medium->type);
   return NULL;
+}
+
+/* What VirtualBox does to the disk when it powers the machine on
+ * (Console::i_powerUp): a hard disk attached in the current state
+ * whose medium has autoReset is emptied first (IMedium::reset),
+ * unless the machine is saved or its current snapshot is online,
+ * whose saved memory expects the disk as it is.  The plugin serves
+ * such a disk as it will be (vdi_chain_hide_top) and empties the file
+ * only at the first write (begin_write): every NBD client connects
+ * read-write, and one that only reads must not lose the image.  With
+ * autoreset=false the image is served as it is.
+ *
+ * Prints one note for each such decision (and for the media that
+ * VirtualBox writes directly, and differencing images of Immutable or
+ * MultiAttach media that it never empties), saying what is done and
+ * why.
+ */
+static int
+poweron (const struct vbox_medium *medium)
+{
+  const struct vbox_machine *machine;
+  const struct vbox_snapshot *current;
+  const size_t depth = vdi_chain_depth (chain);
+  const char *top = vdi_image_filename (vdi_chain_image (chain, 0));
+  const char *base = vdi_image_filename (vdi_chain_image (chain, depth - 1));
+  CLEANUP_FREE char *subject = NULL, *shown = NULL;
+  int r;
+
+  /* A snapshot state is read-only as it is: its note says so. */
+  if (medium == NULL || snapshot_param)
+    return 0;
+
+  if (medium->parent == NULL) {
+    if (writable &&
+        (is_type (medium, "Writethrough") || is_type (medium, "Shareable")))
+      vdi_nbdkit_tell ("note", "%s is a %s medium: written directly, as "
+                       "VirtualBox writes it (it never gets a differencing "
+                       "image, and snapshots leave it alone)",
+                       top, medium->type);
+    return 0;
+  }
+
+  if (!medium->auto_reset) {
+    if (is_type (medium, "Immutable") || is_type (medium, "MultiAttach"))
+      vdi_nbdkit_tell ("note", "%s is a differencing image of %s %s "
+                       "without autoReset: served as it is, and never "
+                       "emptied, as VirtualBox does", top, medium->type, base);
+    return 0;
+  }
+
+  if (is_type (medium, "Immutable"))
+    r = asprintf (&subject, "%s is the autoreset differencing image of "
+                  "Immutable %s", top, base);
+  else
+    r = asprintf (&subject, "%s is an autoreset differencing image of %s, a "
+                  "%s medium: VirtualBox empties it at power-on although "
+                  "its base is not Immutable", top, base, medium->type);
+  if (r == -1) {
+    nbdkit_error ("asprintf: %m");
+    return -1;
+  }
+
+  if (!is_current_state ()) {
+    vdi_nbdkit_tell ("note", "%s; chosen by %s, it is served as it is and "
+                     "not emptied (VirtualBox empties it only when it "
+                     "powers on the machine that attaches it)",
+                     subject, uuid_param ? "uuid=" : "file=");
+    return 0;
+  }
+  machine = vbox_registry_machine (registry);
+  current = vbox_machine_current_snapshot (machine);
+  if (machine->saved) {
+    vdi_nbdkit_tell ("note", "%s, but machine \"%s\" is saved (it has a "
+                     "saved state): served as it is and not emptied, as "
+                     "VirtualBox does", subject, machine->name);
+    return 0;
+  }
+  if (current && current->online) {
+    vdi_nbdkit_tell ("note", "%s, but the current snapshot \"%s\" is "
+                     "online (it has a saved state): served as it is and "
+                     "not emptied, as VirtualBox does",
+                     subject, current->name);
+    return 0;
+  }
+  if (!autoreset) {
+    vdi_nbdkit_tell ("note", "%s: served as it is and not emptied "
+                     "(autoreset=false)", subject);
+    return 0;
+  }
+
+  if (vdi_chain_hide_top (chain) == -1)
+    return -1;
+  reset_pending = true;
+  if (depth == 2)
+    shown = strdup ("the base");
+  else if (asprintf (&shown, "its parent %s",
+                     vdi_image_filename (vdi_chain_image (chain, 1))) == -1)
+    shown = NULL;
+  if (shown == NULL) {
+    nbdkit_error ("strdup: %m");
+    return -1;
+  }
+  if (writable)
+    vdi_nbdkit_tell ("note", "%s: served as %s shows it, and emptied at "
+                     "the first write, as VirtualBox does at power-on",
+                     subject, shown);
+  else
+    vdi_nbdkit_tell ("note", "%s: served as %s shows it, as VirtualBox "
+                     "does at power-on, and never emptied (read-only)",
+                     subject, shown);
+  return 0;
 }
 
 static int
@@ -428,18 +623,15 @@ vdi_get_ready (void)
 
   if (select_top_image (&top, &medium) == -1)
     return -1;
+  if (medium && check_attachment (medium) == -1) {
+    free (top);
+    return -1;
+  }
   search.registry = registry;
   chain = vdi_chain_open (top, 0, &search);
   free (top);
   if (chain == NULL)
     return -1;
-
-  reason = readonly_reason (medium);
-  writable = !force_readonly && reason == NULL;
-  if (reason && !force_readonly)
-    vdi_nbdkit_tell ("note", "serving %s read-only because %s; "
-                     "to write, stack the vdidiff filter (--filter=vdidiff)",
-                     vdi_image_filename (vdi_chain_image (chain, 0)), reason);
 
   h = vdi_image_header (vdi_chain_image (chain, 0));
   if (medium && !vdi_uuid_equal (&h->uuid_create, &medium->uuid)) {
@@ -450,11 +642,22 @@ vdi_get_ready (void)
     return -1;
   }
 
+  reason = readonly_reason (medium);
+  writable = !force_readonly && reason == NULL;
+  if (reason && !force_readonly)
+    vdi_nbdkit_tell ("note", "serving %s read-only because %s; "
+                     "to write, stack the vdidiff filter (--filter=vdidiff)",
+                     vdi_image_filename (vdi_chain_image (chain, 0)), reason);
+
+  /* The images as they are on disk, before poweron may hide the top. */
   if (vdi_debug_chain)
     debug_chain ();
   if (vdi_debug_header)
     for (i = 0; i < vdi_chain_depth (chain); ++i)
       debug_image (vdi_chain_image (chain, i));
+
+  if (poweron (medium) == -1)
+    return -1;
 
   description = vdi_chain_description (chain);
   if (description == NULL)
@@ -468,22 +671,34 @@ vdi_open (int readonly)
   return NBDKIT_HANDLE_NOT_NEEDED;
 }
 
-/* Before every change: open the top image for writing if this is the
- * first.  If another process has the image open, the write fails and
- * the error says the image is in use.
+/* Before every change: at the first, open the top image for writing
+ * and, for an autoreset differencing image, empty it (the power-on
+ * reset, see poweron).  If another process has the image open, the
+ * write fails and the error says the image is in use.  Reads do not
+ * wait: while the file is emptied they read the parent, as before.
  */
 static int
 begin_write (void)
 {
   struct vdi_image *top = vdi_chain_image (chain, 0);
 
-  if (vdi_image_is_writable (top))
+  if (__atomic_load_n (&write_ready, __ATOMIC_ACQUIRE))
     return 0;
   ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&writable_lock);
-  if (vdi_image_make_writable (top) == -1) {
+  if (write_ready)
+    return 0;
+  if (!vdi_image_is_writable (top) && vdi_image_make_writable (top) == -1) {
     errno = EROFS;
     return -1;
   }
+  if (reset_pending) {
+    if (vdi_chain_reset_top (chain) == -1)
+      return -1;
+    reset_pending = false;
+    nbdkit_debug ("%s: emptied before the first write (power-on reset)",
+                  vdi_image_filename (top));
+  }
+  __atomic_store_n (&write_ready, true, __ATOMIC_RELEASE);
   return 0;
 }
 

@@ -8,8 +8,10 @@
 # and trims sent anyway are refused, changing nothing):
 #   - readonly=true, and nbdkit -r;
 #   - a snapshot state (registry= snapshot=), and an Immutable medium
-#     of a machine (a .vbox written here), with a note at start that
-#     points to the vdidiff filter;
+#     of a machine chosen by uuid= (a .vbox written here), with a note
+#     at start that points to the vdidiff filter (a current state that
+#     attaches the Immutable medium directly is refused, see
+#     test-registry-autoreset.sh);
 #   - a version 0 image.
 # The machine's current state (the differencing image on top of the
 # snapshot's base) stays writable, and the vdidiff filter makes the
@@ -113,9 +115,7 @@ read_only "$tmp/base.raw" "read-only because it is the state of a snapshot" \
           "$VDI_PLUGIN" registry="$tmp/m.vbox" snapshot="Before upgrade"
 read_only "$tmp/base.raw" "read-only because it is the state of a snapshot" \
           "$VDI_PLUGIN" registry="$tmp/m.vbox" snapshot="{$snap_uuid}"
-read_only "$tmp/imm.raw" "read-only because its base medium is Immutable" \
-          "$VDI_PLUGIN" registry="$tmp/m.vbox" disk=1
-read_only "$tmp/imm.raw" "read-only because its base medium is Immutable" \
+read_only "$tmp/imm.raw" "read-only because it is an Immutable medium" \
           "$VDI_PLUGIN" registry="$tmp/m.vbox" uuid=$imm_uuid
 read_only "$tmp/v0.raw" "version 0" "$VDI_PLUGIN" "$tmp/v0.vdi"
 
