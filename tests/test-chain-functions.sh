@@ -2,8 +2,9 @@
 # Copyright the nbdkit-vdi authors
 # SPDX-License-Identifier: BSD-3-Clause
 
-# Helpers shared by test-chain-*.sh, test-registry-*.sh and
-# test-merge-*.sh (not a test itself).  Source it after ./functions.sh:
+# Helpers shared by test-chain-*.sh, test-registry-*.sh,
+# test-merge-*.sh and test-snapshot-*.sh (not a test itself).  Source
+# it after ./functions.sh:
 #
 #   source ./functions.sh
 #   set -e
@@ -130,6 +131,14 @@ map_covers ()
 sums ()
 {
     $HELPERS sums "$tmp"
+}
+
+# folder_sums DIR: "SHA256 PATH" of every file under DIR (all of
+# them: also what sums leaves out, such as M.vbox-prev and M.vbox-tmp).
+folder_sums ()
+{
+    (cd "$1" && find . -type f -print0 | LC_ALL=C sort -z |
+         xargs -0 sha256sum)
 }
 
 # expect_fail NAME STRING... -- nbdkit-plugin-args...

@@ -37,13 +37,6 @@ source "$abs_srcdir/write-functions.sh"
 
 requires jq --version
 
-# folder_sums DIR: "SHA256 PATH" of every file under DIR.
-folder_sums ()
-{
-    (cd "$1" && find . -type f -print0 | LC_ALL=C sort -z |
-         xargs -0 sha256sum)
-}
-
 # expect_merge_refused DIR LINE [vdi-img merge args...]
 #
 # "vdi-img merge ARGS" must exit with status 1, print nothing on

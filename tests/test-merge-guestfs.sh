@@ -39,24 +39,6 @@ skip_if_valgrind "libguestfs is too slow under valgrind"
 source "$abs_srcdir/test-chain-functions.sh"
 source "$abs_srcdir/guestfs-functions.sh"
 
-# guestfish_session ARGS... < COMMANDS
-#
-# Run guestfish.  If it fails and the appliance cannot start at all
-# (a session with no disk of ours fails too), skip the test: that is
-# the machine, not the code under test.
-guestfish_session ()
-{
-    local status=0
-    guestfish "$@" || status=$?
-    if [ $status -ne 0 ]; then
-        if ! guestfish -a /dev/null run < /dev/null; then
-            echo "$0: test skipped: the libguestfs appliance does not start" >&2
-            exit 77
-        fi
-        return $status
-    fi
-}
-
 vm="$tmp/vm"
 mkdir -p "$vm/Snapshots"
 
