@@ -67,6 +67,37 @@ VDI headers (version 1.1; UUIDs are stored in GUID byte order):
       DIFF is a differencing image in VirtualBox's layout made for
       PARENT, with blocks of BLOCK_SIZE: checked field by field.
 
+Machine settings files (.vbox, as VirtualBox lays them out: one
+element a line, two spaces an indentation level):
+
+  registry-tree VBOX
+      "UUID PARENT FORMAT LOCATION" for each HardDisk element of the
+      media registry, in document order, PARENT being the UUID of the
+      HardDisk element it is nested in, or "-" (UUIDs without braces,
+      lower case).  Python's own XML parser: independent of libvdi's.
+
+  settings-step PREV NEW take|restore SNAPSHOT-UUID
+      NEW is PREV after "vdi-img snapshot take" (which made snapshot
+      SNAPSHOT-UUID) or "restore" (of SNAPSHOT-UUID), and every byte
+      that the step had no reason to change is as it was.  For both,
+      leaving out of both files what the step may change (the
+      Machine's currentSnapshot, currentStateModified and
+      lastStateChange; the differencing images' HardDisk elements
+      Snapshots/{UUID}.vdi, and so whether their parents' elements
+      close themselves) must leave the same text.  take: NEW has a
+      new Snapshot element (<Snapshot uuid name timeStamp> as
+      VirtualBox writes it) whose children are an optional
+      Description, then copies of PREV's Machine's Hardware, Platform
+      and StorageControllers (re-indented, byte for byte); without it
+      (and the Snapshots element made for it), NEW is PREV with the
+      hard disk attachments of the Machine's own elements changed.
+      restore: the Machine's own Hardware, Platform and
+      StorageControllers are the snapshot's (re-indented; only hard
+      disk attachments differ), and the rest is as it was; the
+      Machine's lastStateChange is the snapshot's timeStamp.  Both:
+      currentSnapshot is SNAPSHOT-UUID and currentStateModified
+      "false".
+
 Over NBD (URI is nbdkit's $uri):
 
   random-reads URI EXPECTED [--block N] [--reads N] [--seed S]
@@ -88,6 +119,14 @@ Over NBD (URI is nbdkit's $uri):
       must then equal MODEL with the same zeros, which is saved.  With
       --flush, a flush follows.
 
+  same-disks PLUGIN < LIST
+      Each line of LIST is FILE, then the parameters of the plugin, all
+      separated by tabs: "nbdkit -r PLUGIN PARAMETERS" must serve exactly
+      the bytes of FILE.  libnbd runs each nbdkit on a socket pair
+      (connect_command), two at a time: the snapshot walk reads
+      hundreds of disks, and a shell, nbdkit --run and nbdcopy for
+      each take twice as long.
+
   modify-uuid URI IMAGE
       The modification UUID in IMAGE's header (the image the server
       writes) is renewed by the first write of a connection and by a
@@ -99,6 +138,7 @@ import errno
 import hashlib
 import os
 import random
+import re
 import struct
 import sys
 import uuid
@@ -359,6 +399,238 @@ def cmd_check_diff_header(args):
 
 
 # ----------------------------------------------------------------------
+# Machine settings files.
+
+def local_name(tag):
+    return tag.rsplit("}", 1)[-1]
+
+
+def cmd_registry_tree(args):
+    import xml.etree.ElementTree as ET
+    root = ET.parse(args.vbox).getroot()
+
+    def braceless(u):
+        return u.strip("{}").lower()
+
+    def walk(el, parent):
+        for c in el:
+            if local_name(c.tag) != "HardDisk":
+                continue
+            u = braceless(c.get("uuid"))
+            print(u, parent, c.get("format"), c.get("location"))
+            walk(c, u)
+
+    for machine in root:
+        if local_name(machine.tag) != "Machine":
+            continue
+        for reg in machine:
+            if local_name(reg.tag) != "MediaRegistry":
+                continue
+            for disks in reg:
+                if local_name(disks.tag) == "HardDisks":
+                    walk(disks, "-")
+
+
+def read_lines(path):
+    with open(path, encoding="utf-8", newline="") as f:
+        return f.read().split("\n")
+
+
+def indent(line):
+    return len(line) - len(line.lstrip(" "))
+
+
+def tag_of(line):
+    m = re.match(r"\s*<([A-Za-z]+)[\s/>]", line)
+    return m.group(1) if m else None
+
+
+def attr_of(line, name):
+    m = re.search(r'\s%s="([^"]*)"' % name, line)
+    return m.group(1) if m else None
+
+
+def block_end(lines, i):
+    """The last line of the element that starts on line i."""
+    t, ind = tag_of(lines[i]), indent(lines[i])
+    if lines[i].rstrip().endswith("/>") or "</%s>" % t in lines[i]:
+        return i
+    for j in range(i + 1, len(lines)):
+        if t == "Description" and "</Description>" in lines[j]:
+            return j
+        if indent(lines[j]) == ind and lines[j].strip() == "</%s>" % t:
+            return j
+    die("settings-step: line %d: <%s> is not closed" % (i + 1, t))
+
+
+def children(lines, i):
+    """(start, end) of each child element of the element on line i."""
+    out, j, end = [], i + 1, block_end(lines, i)
+    while j < end:
+        if lines[j].lstrip().startswith("<") and \
+           not lines[j].lstrip().startswith("</"):
+            k = block_end(lines, j)
+            out.append((j, k))
+            j = k + 1
+        else:
+            j += 1
+    return out
+
+
+def machine_line(lines):
+    for i, line in enumerate(lines):
+        if tag_of(line) == "Machine":
+            return i
+    die("settings-step: no <Machine>")
+
+
+def find_snapshot(lines, uuid_text):
+    for i, line in enumerate(lines):
+        if tag_of(line) == "Snapshot" and \
+           attr_of(line, "uuid").lower() == "{%s}" % uuid_text.lower():
+            return i
+    die("settings-step: no snapshot {%s}" % uuid_text)
+
+
+STATE_ELEMENTS = ("Hardware", "Platform", "StorageControllers")
+
+
+def state_blocks(lines, owner):
+    """{name: (start, end)} of the owner's own Hardware, Platform and
+    StorageControllers."""
+    return {tag_of(lines[s]): (s, e) for s, e in children(lines, owner)
+            if tag_of(lines[s]) in STATE_ELEMENTS}
+
+
+def reindent(block, delta):
+    """The lines of an element moved delta spaces right (or left)."""
+    out = []
+    for line in block:
+        if delta >= 0:
+            out.append(" " * delta + line if line else line)
+        else:
+            if line[:-delta].strip():
+                die("settings-step: cannot move %r left" % line)
+            out.append(line[-delta:])
+    return out
+
+
+def hide_disk_images(block):
+    """The Image UUIDs of hard disk attachments replaced by "*"."""
+    out, disk = [], False
+    for line in block:
+        if tag_of(line) == "AttachedDevice":
+            disk = attr_of(line, "type") == "HardDisk"
+        if disk and tag_of(line) == "Image":
+            line = re.sub(r'uuid="[^"]*"', 'uuid="*"', line)
+        out.append(line)
+    return out
+
+
+DIFF_ELEMENT = re.compile(
+    r'\s*<HardDisk uuid="\{([0-9a-f-]+)\}" '
+    r'location="Snapshots/\{\1\}\.vdi" format="VDI"'
+    r'( autoReset="true")?/?>$')
+
+
+def normalise(lines):
+    """Leave out what both take and restore may change."""
+    out = []
+    for line in lines:
+        if tag_of(line) == "Machine":
+            line = re.sub(r' (currentSnapshot|currentStateModified|'
+                          r'lastStateChange)="[^"]*"', "", line)
+        elif DIFF_ELEMENT.match(line) or line.strip() == "</HardDisk>":
+            continue
+        elif tag_of(line) == "HardDisk" and line.endswith("/>"):
+            line = line[:-2] + ">"
+        out.append(line)
+    return out
+
+
+def same_text(what, a, b):
+    if a != b:
+        import difflib
+        sys.stderr.writelines(
+            l + "\n" for l in difflib.unified_diff(
+                a, b, "before", "after", lineterm=""))
+        die("settings-step: %s" % what)
+
+
+def cmd_settings_step(args):
+    prev, new = read_lines(args.prev), read_lines(args.new)
+    s = args.uuid.strip("{}").lower()
+    pm, nm = machine_line(prev), machine_line(new)
+    child_indent = indent(prev[pm]) + 2
+
+    if attr_of(new[nm], "currentSnapshot") != "{%s}" % s:
+        die("settings-step: currentSnapshot is %s"
+            % attr_of(new[nm], "currentSnapshot"))
+    if attr_of(new[nm], "currentStateModified") != "false":
+        die("settings-step: currentStateModified is %s"
+            % attr_of(new[nm], "currentStateModified"))
+
+    if args.step == "take":
+        i = find_snapshot(new, s)
+        end = block_end(new, i)
+        if not re.match(r'\s*<Snapshot uuid="\{%s\}" name="[^"]*" '
+                        r'timeStamp="\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ">$'
+                        % s, new[i]):
+            die("settings-step: the new snapshot's tag: %r" % new[i])
+        # Its children: a Description, then copies of the state.
+        kids = children(new, i)
+        if kids and tag_of(new[kids[0][0]]) == "Description":
+            kids = kids[1:]
+        want = []
+        for name, (a, b) in sorted(state_blocks(prev, pm).items(),
+                                   key=lambda kv: STATE_ELEMENTS.index(kv[0])):
+            want += reindent(prev[a:b + 1], indent(new[i]) + 2 - child_indent)
+        got = [l for a, b in kids for l in new[a:b + 1]]
+        same_text("the new snapshot does not hold the state's copy",
+                  want, got)
+        # NEW without it (and a Snapshots element made for it).
+        rest = new[:i] + new[end + 1:]
+        if tag_of(rest[i - 1]) == "Snapshots" and \
+           rest[i].strip() == "</Snapshots>" and \
+           indent(rest[i - 1]) == indent(new[i]) - 2:
+            rest = rest[:i - 1] + rest[i + 1:]
+        mine = state_blocks(rest, machine_line(rest))
+        for a, b in mine.values():
+            rest[a:b + 1] = hide_disk_images(rest[a:b + 1])
+        before = list(prev)
+        for a, b in state_blocks(before, pm).values():
+            before[a:b + 1] = hide_disk_images(before[a:b + 1])
+        same_text("take changed more than it should",
+                  normalise(before), normalise(rest))
+    else:
+        i = find_snapshot(prev, s)
+        stamp = attr_of(prev[i], "timeStamp")
+        if attr_of(new[nm], "lastStateChange") != stamp:
+            die("settings-step: lastStateChange is %s, the snapshot's "
+                "timeStamp %s" % (attr_of(new[nm], "lastStateChange"),
+                                  stamp))
+        snap = state_blocks(prev, i)
+        mine = state_blocks(new, nm)
+        if set(snap) - set(mine):
+            die("settings-step: the Machine lacks %s" % (set(snap) - set(mine)))
+        for name, (a, b) in snap.items():
+            want = reindent(prev[a:b + 1], child_indent - indent(prev[a]))
+            c, d = mine[name]
+            same_text("the Machine's %s is not the snapshot's" % name,
+                      hide_disk_images(want), hide_disk_images(new[c:d + 1]))
+
+        def without_state(lines):
+            m = machine_line(lines)
+            drop = set()
+            for a, b in state_blocks(lines, m).values():
+                drop |= set(range(a, b + 1))
+            return [l for k, l in enumerate(lines) if k not in drop]
+        same_text("restore changed more than it should",
+                  normalise(without_state(prev)),
+                  normalise(without_state(new)))
+
+
+# ----------------------------------------------------------------------
 # Over NBD.
 
 def connect(uri, extents=False):
@@ -460,6 +732,48 @@ def cmd_zero_requests(args):
     h.shutdown()
 
 
+def cmd_same_disks(args):
+    import nbd
+    import threading
+    jobs = [line.rstrip("\n").split("\t") for line in sys.stdin if line.strip()]
+    errors = []
+
+    def check(job):
+        path, params = job[0], job[1:]
+        try:
+            h = nbd.NBD()
+            h.connect_command(["nbdkit", "-s", "-r", "--exit-with-parent",
+                               args.plugin] + params)
+            size = h.get_size()
+            with open(path, "rb") as f:
+                if size != os.fstat(f.fileno()).st_size:
+                    raise Exception("%d bytes, not %d"
+                                    % (size, os.fstat(f.fileno()).st_size))
+                for off in range(0, size, 4 * MiB):
+                    n = min(4 * MiB, size - off)
+                    if h.pread(n, off) != f.read(n):
+                        raise Exception("other bytes in %d..%d"
+                                        % (off, off + n))
+            h.shutdown()
+        except Exception as e:
+            errors.append("%s: %s" % (" ".join(params), e))
+
+    def worker(part):
+        for job in part:
+            check(job)
+
+    threads = [threading.Thread(target=worker, args=(jobs[i::2],))
+               for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for e in errors:
+        print("helpers.py: same-disks: %s" % e, file=sys.stderr)
+    if errors:
+        sys.exit(1)
+
+
 def cmd_modify_uuid(args):
     h = connect(args.uri)
 
@@ -526,7 +840,11 @@ def main():
     command("req-one", cmd_req_one, "uri", "map")
     command("zero-requests", cmd_zero_requests, "uri", "model",
             ("--flush", {"action": "store_true"}))
+    command("same-disks", cmd_same_disks, "plugin")
     command("modify-uuid", cmd_modify_uuid, "uri", "image")
+    command("registry-tree", cmd_registry_tree, "vbox")
+    command("settings-step", cmd_settings_step, "prev", "new",
+            ("step", {"choices": ["take", "restore"]}), "uuid")
 
     args = p.parse_args()
     args.fn(args)
