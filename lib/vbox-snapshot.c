@@ -161,6 +161,51 @@ lock_medium (struct op *op, const struct vbox_medium *medium)
   return img;
 }
 
+/* Only VDI media are changed. */
+static int
+check_vdi (const struct op *op, const struct vbox_medium *medium)
+{
+  char u[VDI_UUID_STRLEN];
+
+  if (strcasecmp (medium->format, "VDI") == 0)
+    return 0;
+  vdi_error ("%s: medium %s has format %s: only VDI media are supported",
+             op->s.filename, vdi_uuid_format (&medium->uuid, u),
+             medium->format);
+  return -1;
+}
+
+/* The machine's snapshot folder, made if it is not there yet, as
+ * VirtualBox makes it with the first differencing image.
+ */
+static int
+make_snapshot_folder (const struct op *op)
+{
+  if (mkdir (op->m->snapshot_folder, 0777) == -1 && errno != EEXIST) {
+    vdi_error ("%s: mkdir: %m", op->m->snapshot_folder);
+    return -1;
+  }
+  return 0;
+}
+
+/* Give the layer to adopt its name in the snapshot folder.  A run cut
+ * short may have done so already: the same file under that name is
+ * fine.
+ */
+static int
+link_layer (const char *layer, const char *path)
+{
+  struct stat a, b;
+
+  if (link (layer, path) == 0)
+    return 0;
+  if (errno == EEXIST && stat (layer, &a) == 0 && stat (path, &b) == 0 &&
+      a.st_dev == b.st_dev && a.st_ino == b.st_ino)
+    return 0;
+  vdi_error ("%s: linking it as %s: %m", layer, path);
+  return -1;
+}
+
 /* A location as VirtualBox writes it: relative to the machine folder
  * when inside it, else absolute.
  */
@@ -204,11 +249,8 @@ new_diff (void *opaque, xmlNodePtr image, const struct vdi_uuid *uuid)
 
   if (medium == NULL || !gets_diff (medium))
     return 0;
-  if (strcasecmp (medium->format, "VDI") != 0) {
-    vdi_error ("%s: medium %s has format %s: only VDI media are supported",
-               op->s.filename, vdi_uuid_format (uuid, u), medium->format);
+  if (check_vdi (op, medium) == -1)
     return -1;
-  }
   element = vbox_settings_find_hard_disk (&op->s, uuid);
   if (element == NULL) {
     vdi_error ("%s: medium %s is not registered in this file (but in %s): "
@@ -254,16 +296,15 @@ new_diff (void *opaque, xmlNodePtr image, const struct vdi_uuid *uuid)
     /* The layer's file appears under its new name, and goes from its
      * old one once the settings name it.
      */
-    if (link (op->adopt, path) == -1) {
-      vdi_error ("%s: linking it as %s: %m", op->adopt, path);
+    if (make_snapshot_folder (op) == -1 || link_layer (op->adopt, path) == -1)
       return -1;
-    }
     op->adopted = true;
     if (push_string (&op->created, &op->nr_created, path) == -1 ||
         push_string (&op->obsolete, &op->nr_obsolete, op->adopt) == -1)
       return -1;
   }
-  else if (vdi_image_create (path, &h) == -1 ||
+  else if (make_snapshot_folder (op) == -1 ||
+           vdi_image_create (path, &h) == -1 ||
            push_string (&op->created, &op->nr_created, path) == -1)
     return -1;
 
@@ -453,6 +494,8 @@ discard_diff (void *opaque, xmlNodePtr image, const struct vdi_uuid *uuid)
   if (medium == NULL || medium->parent == NULL ||
       vbox_registry_nr_children (op->reg, medium) > 0)
     return 0;
+  if (check_vdi (op, medium) == -1)
+    return -1;
   element = vbox_settings_find_hard_disk (&op->s, uuid);
   if (element == NULL || lock_medium (op, medium) == NULL ||
       push_string (&op->obsolete, &op->nr_obsolete, medium->location) == -1)
@@ -557,11 +600,8 @@ plan_disk (void *opaque, xmlNodePtr image, const struct vdi_uuid *uuid)
 
   if (medium == NULL || !gets_diff (medium))
     return 0;
-  if (strcasecmp (medium->format, "VDI") != 0) {
-    vdi_error ("%s: medium %s has format %s: only VDI media are supported",
-               p->op->s.filename, vdi_uuid_format (uuid, u), medium->format);
+  if (check_vdi (p->op, medium) == -1)
     return -1;
-  }
   nr_children = vbox_registry_nr_children (p->op->reg, medium);
   if (nr_children > 1) {
     vdi_error ("%s: medium %s (%s) of snapshot \"%s\" has %zu differencing "

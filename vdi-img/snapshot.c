@@ -134,6 +134,9 @@ snapshot_run (int argc, char *argv[])
     usage_error (&snapshot_command,
                  "--adopt and --description go with take only");
 
+  if (strcmp (action, "list") != 0 && strcmp (action, "take") != 0 &&
+      strcmp (action, "restore") != 0 && strcmp (action, "delete") != 0)
+    usage_error (&snapshot_command, "unknown action '%s'", action);
   if (strcmp (action, "list") == 0) {
     if (n != 2)
       usage_error (&snapshot_command, "list takes MACHINE.vbox only");
@@ -148,10 +151,8 @@ snapshot_run (int argc, char *argv[])
   if (strcmp (action, "restore") == 0)
     return vbox_snapshot_restore (vbox, argv[optind + 2])
       == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
-  if (strcmp (action, "delete") == 0)
-    return vbox_snapshot_delete (vbox, argv[optind + 2])
-      == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
-  usage_error (&snapshot_command, "unknown action '%s'", action);
+  return vbox_snapshot_delete (vbox, argv[optind + 2])
+    == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }
 
 const struct command snapshot_command = {
