@@ -3,8 +3,9 @@
 # Copyright the nbdkit-vdi authors
 # SPDX-License-Identifier: BSD-3-Clause
 
-# A seeded random walk of "vdi-img snapshot take" and "restore" and of
-# guest writes, checked at every step against an independent model.
+# A seeded random walk of "vdi-img snapshot take", "restore" and
+# "delete" and of guest writes, checked at every step against an
+# independent model.
 #
 # Machines:
 #
@@ -99,7 +100,8 @@ machine_begin ()
     dir="$(dirname "$vbox")"
     model="$tmp/$mname.model"
     mkdir -p "$model"
-    sn_name=() sn_uuid=() sn_parent=() sn_disks=()
+    sn_name=() sn_uuid=() sn_parent=() sn_disks=() sn_seq=()
+    next_seq=0 next_k=0
     cur=-1
     cur_disks=()
     unset loc par registered
@@ -118,15 +120,27 @@ add_medium ()
 }
 
 # add_snapshot NAME UUID PARENT-INDEX DISK-UUIDS...: a snapshot that
-# the machine has; its model is $model/sK.dD.raw, made by the caller.
+# the machine has, number $next_k (numbers of deleted snapshots are not
+# used again); its model is $model/sK.dD.raw, made by the caller.
 add_snapshot ()
 {
-    local k=${#sn_uuid[@]}
+    local k=$(( next_k++ ))
     sn_name[k]="$1"
     sn_uuid[k]="$2"
     sn_parent[k]="$3"
+    sn_seq[k]=$(( next_seq++ ))
     shift 3
     sn_disks[k]="$*"
+}
+
+# children K: the snapshots whose parent is K (-1: the top ones), in
+# the order the file has them.
+children ()
+{
+    local j
+    for j in "${!sn_uuid[@]}"; do
+        if [ "${sn_parent[j]}" -eq "$1" ]; then echo "${sn_seq[j]} $j"; fi
+    done | sort -n | cut -d' ' -f2
 }
 
 # set_model FILE RAW: the model FILE holds RAW's bytes.
@@ -165,18 +179,14 @@ print_snapshot ()
         printf '%*s  disk %d: {%s} %s\n' "$ind" '' "$d" "${ds[d]}" \
                "${loc[${ds[d]}]}"
     done
-    for j in "${!sn_uuid[@]}"; do
-        if [ "${sn_parent[j]}" -eq "$k" ]; then print_snapshot "$j"; fi
-    done
+    for j in $(children "$k"); do print_snapshot "$j"; done
 }
 
 expected_list ()
 {
     local k d
     echo "machine \"$mname\""
-    for k in "${!sn_uuid[@]}"; do
-        if [ "${sn_parent[k]}" -eq -1 ]; then print_snapshot "$k"; fi
-    done
+    for k in $(children -1); do print_snapshot "$k"; done
     echo "current state"
     for d in "${!cur_disks[@]}"; do
         printf '  disk %d: {%s} %s\n' "$d" "${cur_disks[d]}" \
@@ -312,7 +322,7 @@ new_current ()
 
 op_take ()
 {
-    local name="$1" k=${#sn_uuid[@]} u d
+    local name="$1" k=$next_k u d
     local -a old=("${cur_disks[@]}")
     what="take \"$name\""
     save_before
@@ -357,6 +367,93 @@ op_restore ()
     saved_settings restore "${sn_uuid[k]}"
 }
 
+# media_children U: the registered media whose parent is U.
+media_children ()
+{
+    local u
+    for u in "${!registered[@]}"; do
+        if [ "${par[$u]}" = "$1" ]; then echo "$u"; fi
+    done
+}
+
+# deletable K: can snapshot K be deleted (at most one child snapshot,
+# none if current; no disk with two children)?
+deletable ()
+{
+    local k="$1" m n
+    local -a ds
+    n="$(children "$k" | wc -l)"
+    [ "$n" -le 1 ] || return 1
+    [ "$k" -ne "$cur" ] || [ "$n" -eq 0 ] || return 1
+    read -r -a ds <<< "${sn_disks[k]}"
+    for m in "${ds[@]}"; do
+        [ "$(media_children "$m" | wc -l)" -le 1 ] || return 1
+    done
+}
+
+# replace_disk OLD NEW: every attachment of OLD names NEW.
+replace_disk ()
+{
+    local j d
+    for j in "${!sn_disks[@]}"; do
+        sn_disks[j]="$(sed "s/$1/$2/g" <<< "${sn_disks[j]}")"
+    done
+    for d in "${!cur_disks[@]}"; do
+        if [ "${cur_disks[d]}" = "$1" ]; then cur_disks[d]="$2"; fi
+    done
+}
+
+# op_delete K: delete snapshot K.  The model plans each disk as
+# VirtualBox does (vbox-lifecycle.md 5.2): no child, a differencing
+# image goes; one child, merged into a base, else into the larger file.
+op_delete ()
+{
+    local k="$1" p m c x a j
+    local -a ds plan=()
+    what="delete \"${sn_name[k]}\""
+    save_before
+    read -r -a ds <<< "${sn_disks[k]}"
+    for m in "${ds[@]}"; do
+        c="$(media_children "$m")"
+        if [ -z "$c" ]; then
+            if [ "${par[$m]}" != - ]; then plan+=("remove $m"); fi
+        elif [ "${par[$m]}" = - ] ||
+             [ "$(stat -c %s "${loc[$m]}")" -ge "$(stat -c %s "${loc[$c]}")" ]; then
+            plan+=("into-parent $m $c")
+        else
+            plan+=("into-child $m $c")
+        fi
+    done
+    $VDI_IMG snapshot delete "$vbox" "${sn_uuid[k]}" || fail "failed"
+    for a in "${plan[@]}"; do
+        set -- $a
+        case "$1" in
+            remove) unset "registered[$2]" ;;
+            into-parent)
+                for x in $(media_children "$3"); do par[$x]="$2"; done
+                unset "registered[$3]"
+                replace_disk "$3" "$2" ;;
+            into-child)
+                par[$3]="${par[$2]}"
+                unset "registered[$2]" ;;
+        esac
+    done
+    # Its child snapshot goes to its parent, last (or, at the top, to
+    # its place).
+    p="${sn_parent[k]}"
+    for j in $(children "$k"); do
+        sn_parent[j]="$p"
+        if [ "$p" -eq -1 ]; then sn_seq[j]="${sn_seq[k]}"
+        else sn_seq[j]=$(( next_seq++ )); fi
+    done
+    if [ "$cur" -eq "$k" ]; then cur="$p"; fi
+    unset "sn_name[k]" "sn_uuid[k]" "sn_parent[k]" "sn_disks[k]" "sn_seq[k]"
+    rm -f "$model/s$k".d*.raw
+    saved=yes
+    cmp "$vbox-prev" "$tmp/before.vbox" ||
+        fail "M.vbox-prev is not the file before the step"
+}
+
 # op_write D: random writes and zeros on disk D of the current state.
 op_write ()
 {
@@ -387,14 +484,25 @@ new_name ()
 walk ()
 {
     local steps="$1" want="$2" deepest=0 r k n d
+    local -a ks can
     check_all
+    deletes=0 most_siblings=0
     for (( step = 1; step <= steps; ++step )); do
-        n=${#sn_uuid[@]}
+        ks=("${!sn_uuid[@]}")
+        n=${#ks[@]}
+        can=()
+        for k in "${ks[@]}"; do
+            if deletable "$k"; then can+=("$k"); fi
+        done
         r=$(( RANDOM % 100 ))
-        if [ "$n" -gt 0 ] && [ "$deepest" -ge "$want" ] && [ $r -lt 30 ]; then
-            k=$(( RANDOM % n ))
+        if [ "$n" -gt 0 ] && [ "$deepest" -ge "$want" ] && [ $r -lt 25 ]; then
+            k="${ks[RANDOM % n]}"
             op_restore "$k" "$(echo name uuid braced upper |
                                cut -d' ' -f$(( RANDOM % 4 + 1 )))"
+        elif [ "${#can[@]}" -gt 0 ] && [ "$deepest" -ge "$want" ] &&
+             [ $r -lt 40 ]; then
+            op_delete "${can[RANDOM % ${#can[@]}]}"
+            deletes=$(( deletes + 1 ))
         elif [ $r -lt 65 ]; then
             op_take "$(new_name "$step")"
         else
@@ -405,8 +513,11 @@ walk ()
             d="$(depth "$k")"
             if [ "$d" -gt "$deepest" ]; then deepest="$d"; fi
         done
+        d="$(siblings)"
+        if [ "$d" -gt "$most_siblings" ]; then most_siblings="$d"; fi
     done
-    echo "$0: $mname: ${#sn_uuid[@]} snapshots, $deepest levels"
+    echo "$0: $mname: ${#sn_uuid[@]} snapshots, $deepest levels," \
+         "$deletes deleted"
     walk_depth="$deepest"
 }
 
@@ -455,7 +566,8 @@ for d in 0 1; do
 done
 walk 40 9
 test "$walk_depth" -ge 9
-test "$(siblings)" -ge 1
+test "$most_siblings" -ge 1
+test "$deletes" -ge 1
 
 # --- The real settings files --------------------------------------------
 
