@@ -78,3 +78,22 @@ upload $s1/etc/hostname /etc/hostname
 umount-all
 EOF_STATE1
 }
+
+# state1_layer S1 DEVICE PARENT GUESTFISH: write state 1 (S1, see
+# make_state1) with GUESTFISH (guestfish, or a function that runs it)
+# through the vdidiff filter over the image PARENT, into a new
+# differencing image in the Snapshots folder beside PARENT, named
+# {UUID}.vdi as VirtualBox names them.  Sets layer1_uuid.
+state1_layer ()
+{
+    local s1="$1" device="$2" parent="$3" guestfish="$4" dir
+    dir="$(dirname "$parent")/Snapshots"
+    start_nbdkit -P "$tmp/w1.pid" -U "$tmp/w1.sock" \
+                 --filter="$VDIDIFF_FILTER" "$VDI_PLUGIN" "$parent" \
+                 vdidiff="$dir/new.vdi"
+    write_state1 "$s1" "$device" \
+                 "$guestfish" --format=raw -a "nbd://?socket=$tmp/w1.sock"
+    kill_nbdkit "$(cat "$tmp/w1.pid")"
+    layer1_uuid="$(vdi_uuid "$dir/new.vdi")"
+    mv "$dir/new.vdi" "$dir/{$layer1_uuid}.vdi"
+}

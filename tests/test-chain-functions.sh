@@ -242,11 +242,6 @@ write_vbox ()
     } > "$1"
 }
 
-# vdi_uuid FILE: the create UUID in a VDI header (version 1.1).
-vdi_uuid ()
-{
-    $HELPERS vdi-uuid "$1" uuidCreate
-}
 # vdi_modify FILE: the modification UUID.
 vdi_modify ()
 {

@@ -69,15 +69,6 @@ cleanup_fn rm -rf "$tmp"
 vm="$tmp/VMs/e2e"
 mkdir -p "$vm/Snapshots"
 
-# vdi_uuid FILE: the create UUID of a VDI image (at offset 392, mixed
-# endian: the first three fields little-endian).
-vdi_uuid ()
-{
-    local b
-    read -r -a b <<< "$(od -An -tx1 -j392 -N16 "$1")"
-    echo "${b[3]}${b[2]}${b[1]}${b[0]}-${b[5]}${b[4]}-${b[7]}${b[6]}-${b[8]}${b[9]}-${b[10]}${b[11]}${b[12]}${b[13]}${b[14]}${b[15]}"
-}
-
 # --- state 0: the base ------------------------------------------------
 
 # The files of each state are kept on the host (s0, s1, s2): what
@@ -117,14 +108,8 @@ u0="$(vdi_uuid "$vm/base.vdi")"
 s1="$tmp/s1"
 make_state1 "$s0" "$s1" e2e-state1
 
-start_nbdkit -P "$tmp/w1.pid" -U "$tmp/w1.sock" \
-             --filter="$VDIDIFF_FILTER" "$VDI_PLUGIN" "$vm/base.vdi" \
-             vdidiff="$vm/Snapshots/new.vdi"
-write_state1 "$s1" /dev/sda1 \
-             guestfish --format=raw -a "nbd://?socket=$tmp/w1.sock"
-kill_nbdkit "$(cat "$tmp/w1.pid")"
-u1="$(vdi_uuid "$vm/Snapshots/new.vdi")"
-mv "$vm/Snapshots/new.vdi" "$vm/Snapshots/{$u1}.vdi"
+state1_layer "$s1" /dev/sda1 "$vm/base.vdi" guestfish
+u1="$layer1_uuid"
 
 # --- state 2: second differencing image, through vdi-serve --diff -----
 

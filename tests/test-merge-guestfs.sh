@@ -63,15 +63,9 @@ rm "$tmp/base.img"
 s1="$tmp/s1"
 make_state1 "$s0" "$s1" merge-state1
 
-start_nbdkit -P "$tmp/w1.pid" -U "$tmp/w1.sock" \
-             --filter="$VDIDIFF_FILTER" "$VDI_PLUGIN" "$vm/base.vdi" \
-             vdidiff="$vm/Snapshots/new.vdi"
-write_state1 "$s1" /dev/sda \
-             guestfish_session --format=raw -a "nbd://?socket=$tmp/w1.sock"
-kill_nbdkit "$(cat "$tmp/w1.pid")"
-u1="$(vdi_uuid "$vm/Snapshots/new.vdi")"
+state1_layer "$s1" /dev/sda "$vm/base.vdi" guestfish_session
+u1="$layer1_uuid"
 l1="$vm/Snapshots/{$u1}.vdi"
-mv "$vm/Snapshots/new.vdi" "$l1"
 
 # --- State 2, over state 1 ---------------------------------------------
 
