@@ -39,13 +39,6 @@ vm="$tmp/VirtualBox VMs/my vm"
 mkdir -p "$vm/Snapshots"
 M=$((1024 * 1024))
 
-vdi_uuid ()
-{
-    local b
-    read -r -a b <<< "$(od -An -tx1 -j392 -N16 "$1")"
-    echo "${b[3]}${b[2]}${b[1]}${b[0]}-${b[5]}${b[4]}-${b[7]}${b[6]}-${b[8]}${b[9]}-${b[10]}${b[11]}${b[12]}${b[13]}${b[14]}${b[15]}"
-}
-
 # layer IMAGE DIFF MODEL-IN MODEL-OUT QEMU-IO-COMMANDS...: write
 # through the vdidiff filter over IMAGE into DIFF, and the same to a
 # copy of the raw model.

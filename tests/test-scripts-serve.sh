@@ -37,13 +37,6 @@ export tmp
 cleanup_fn rm -rf "$tmp"
 M=$((1024 * 1024))
 
-vdi_uuid ()
-{
-    local b
-    read -r -a b <<< "$(od -An -tx1 -j392 -N16 "$1")"
-    echo "${b[3]}${b[2]}${b[1]}${b[0]}-${b[5]}${b[4]}-${b[7]}${b[6]}-${b[8]}${b[9]}-${b[10]}${b[11]}${b[12]}${b[13]}${b[14]}${b[15]}"
-}
-
 # serves URI MODEL: the disk at URI reads as MODEL.
 serves ()
 {
