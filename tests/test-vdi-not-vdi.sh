@@ -4,7 +4,8 @@
 # SPDX-License-Identifier: BSD-3-Clause
 
 # Files that are not VDI images at all: random bytes, an empty file, a
-# raw disk, other disk formats, a directory, a missing file.  Each must
+# raw disk, other disk formats, a directory, a FIFO and a device (as
+# the disk, a parent and a vdidiff layer), a missing file.  Each must
 # be refused before serving with one error line naming the file, no
 # crash, and no change to the file.
 
@@ -40,6 +41,55 @@ done
 # The error for a directory says what is wrong with it.
 expect_refused "$tmp/directory.vdi" 'director|not a regular file' ||
     failed+=(directory)
+
+# refused_at_once MESSAGE NBDKIT-ARGS...: nbdkit with the plugin
+# refuses to start, at once (a FIFO must not block it), with exactly
+# one error line, which contains MESSAGE.
+refused_at_once ()
+{
+    local msg="$1" status=0
+    shift
+    timeout 30 nbdkit -U - "$@" --run 'exit 0' 2> "$tmp/at-once.err" ||
+        status=$?
+    cat "$tmp/at-once.err"
+    test $status -ne 0 && test $status -ne 124 && test $status -lt 126 &&
+        test "$(grep -c error "$tmp/at-once.err")" -eq 1 &&
+        grep -F -- "$msg" "$tmp/at-once.err"
+}
+
+# Only regular files are images: a FIFO (which would block the open)
+# and a device, as the disk, as a parent named by a registry, and as
+# the layer of the vdidiff filter.
+mkfifo "$tmp/fifo.vdi"
+refused_at_once \
+    "$tmp/fifo.vdi: not a regular file (a FIFO): only files are VDI images" \
+    "$VDI_PLUGIN" "$tmp/fifo.vdi" || failed+=(fifo)
+refused_at_once \
+    "/dev/null: not a regular file (a character device): only files are VDI images" \
+    "$VDI_PLUGIN" /dev/null || failed+=(device)
+fifo_parent=c0c0c0c0-0000-4000-8000-0000000000f1
+$MAKE_VDI --type diff --uuid-linkage "$fifo_parent" --blocks DF \
+          "$tmp/over-fifo.vdi"
+cat > "$tmp/fifo.vbox" <<EOF
+<?xml version="1.0"?>
+<VirtualBox xmlns="http://www.virtualbox.org/" version="1.19-linux">
+  <Global>
+    <MediaRegistry>
+      <HardDisks>
+        <HardDisk uuid="{$fifo_parent}" location="fifo.vdi" format="VDI" type="Normal"/>
+      </HardDisks>
+    </MediaRegistry>
+  </Global>
+</VirtualBox>
+EOF
+refused_at_once \
+    "$tmp/fifo.vdi: not a regular file (a FIFO): only files are VDI images" \
+    "$VDI_PLUGIN" registry="$tmp/fifo.vbox" file="$tmp/over-fifo.vdi" ||
+    failed+=(fifo-parent)
+refused_at_once \
+    "$tmp/fifo.vdi: not a regular file (a FIFO): only files are VDI images" \
+    --filter="$VDIDIFF_FILTER" "$VDI_PLUGIN" "$tmp/x.vdi" \
+    vdidiff="$tmp/fifo.vdi" || failed+=(fifo-layer)
 
 # A file that does not exist.
 expect_refused "$tmp/missing.vdi" '' || failed+=(missing)
