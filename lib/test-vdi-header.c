@@ -746,6 +746,30 @@ test_bad_signature (void)
   buf[OFF_SIGNATURE + 3] = 0x7f;
   EXPECT_DECODE_ERROR (buf, sizeof buf, "not a VDI image");
   CU_ASSERT_PTR_NOT_NULL (strstr (test_log.last_error, "signature"));
+  /* What the file holds instead is not repeated in the message. */
+  CU_ASSERT_PTR_NULL (strstr (test_log.last_error, "be"));
+  CU_ASSERT_PTR_NULL (strstr (test_log.last_error, "7f"));
+}
+
+/* A settings file given as the disk: said so, with what to do. */
+static void
+test_settings_file_as_disk (void)
+{
+  static const char *const starts[] = {
+    "<?xml version=\"1.0\"?>\n<VirtualBox xmlns=\"...\">",
+    "\xef\xbb\xbf<?xml version=\"1.0\"?>",
+    "  \n<VirtualBox xmlns=\"http://www.virtualbox.org/\" version=\"1.19\">",
+  };
+  uint8_t buf[VDI_HEADER_READ_SIZE];
+  size_t i;
+
+  for (i = 0; i < sizeof starts / sizeof starts[0]; ++i) {
+    memset (buf, ' ', sizeof buf);
+    memcpy (buf, starts[i], strlen (starts[i]));
+    test_log_reset ();
+    EXPECT_DECODE_ERROR (buf, sizeof buf, "VirtualBox settings file");
+    EXPECT_DECODE_ERROR (buf, strlen (starts[i]), "give it as the registry");
+  }
 }
 
 static void
@@ -1317,6 +1341,7 @@ main (void)
   ADD_TEST (s, test_bad_short_file);
   ADD_TEST (s, test_bad_empty_file);
   ADD_TEST (s, test_bad_signature);
+  ADD_TEST (s, test_settings_file_as_disk);
   ADD_TEST (s, test_bad_truncated_v1_size_field);
   ADD_TEST (s, test_bad_truncated_v1_384);
   ADD_TEST (s, test_bad_truncated_v1_400);

@@ -16,6 +16,7 @@
 #include <config.h>
 
 #include <stdio.h>
+#include <stddef.h>
 #include <string.h>
 #include <inttypes.h>
 #include <endian.h>
@@ -104,6 +105,22 @@ header_0_to_cpu (struct vdi_header *h, const struct vdi_disk_header_0 *d)
     h->data_offset = VDI_V0_BLOCKS_OFFSET + 4 * h->blocks;
 }
 
+/* Does the file start like an XML document or a VirtualBox settings
+ * file (a .vbox or VirtualBox.xml given where a disk was wanted)?
+ */
+static bool
+looks_like_settings (const void *buf, size_t len)
+{
+  const char *p = buf, *end = p + len;
+
+  if (len >= 3 && memcmp (p, "\xef\xbb\xbf", 3) == 0) /* UTF-8 BOM */
+    p += 3;
+  while (p < end && (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n'))
+    p++;
+  return (size_t) (end - p) >= 5 &&
+    (memcmp (p, "<?xml", 5) == 0 || memcmp (p, "<Virt", 5) == 0);
+}
+
 int
 vdi_header_decode (const char *filename, const void *buf, size_t len,
                    struct vdi_header *h)
@@ -115,15 +132,23 @@ vdi_header_decode (const char *filename, const void *buf, size_t len,
 
   memset (h, 0, sizeof *h);
 
+  if (looks_like_settings (buf, len)) {
+    vdi_error ("%s: not a VDI image but a VirtualBox settings file, which "
+               "names the disks: give it as the registry", filename);
+    return -1;
+  }
   if (len < sizeof *pre) {
     vdi_error ("%s: not a VDI image: the file is only %zu bytes long",
                filename, len);
     return -1;
   }
+  /* What the file holds instead is not repeated: it may be anything
+   * the user can read, and the message may reach others.
+   */
   signature = le32toh (pre->signature);
   if (signature != VDI_SIGNATURE) {
-    vdi_error ("%s: not a VDI image: bad signature 0x%08" PRIx32
-               " (expected 0x%08x)", filename, signature, VDI_SIGNATURE);
+    vdi_error ("%s: not a VDI image: no VDI signature at offset %zu",
+               filename, offsetof (struct vdi_disk_preheader, signature));
     return -1;
   }
   copy_string (h->file_info, pre->file_info, sizeof pre->file_info);

@@ -91,6 +91,19 @@ refused_at_once \
     --filter="$VDIDIFF_FILTER" "$VDI_PLUGIN" "$tmp/x.vdi" \
     vdidiff="$tmp/fifo.vdi" || failed+=(fifo-layer)
 
+# A settings file given as the disk says so; a file that is not an
+# image does not have its bytes repeated in the message.
+refused_at_once \
+    "$tmp/fifo.vbox: not a VDI image but a VirtualBox settings file, which names the disks: give it as the registry" \
+    "$VDI_PLUGIN" "$tmp/fifo.vbox" || failed+=(settings-file)
+{ head -c 64 /dev/zero; printf 'SECRET-BYTES'; head -c 1000 /dev/zero; } \
+    > "$tmp/secret.vdi"
+refused_at_once \
+    "$tmp/secret.vdi: not a VDI image: no VDI signature at offset 64" \
+    "$VDI_PLUGIN" "$tmp/secret.vdi" || failed+=(secret)
+! grep -e SECRET -e 0x53454352 -e 0x52434553 "$tmp/at-once.err" ||
+    failed+=(secret-echoed)
+
 # A file that does not exist.
 expect_refused "$tmp/missing.vdi" '' || failed+=(missing)
 test ! -e "$tmp/missing.vdi"
