@@ -40,7 +40,9 @@ struct vdi_chain {
   size_t nr_allocating;
   pthread_cond_t allocated;     /* signalled when one is done */
   bool modified;                /* the modify UUID was renewed since open */
-  bool dirty;                   /* written since the last flush */
+  bool dirty;                   /* written since the last flush; set
+                                 * without the lock, so only ever read
+                                 * and written atomically */
   /* The writes only copy into the top image what it reads already
    * (a merge into it), so its content, and its modify UUID, stay.
    */

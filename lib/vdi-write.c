@@ -595,7 +595,8 @@ begin_flush (struct vdi_chain *chain, struct vdi_map_update *update)
 
   if (vdi_image_take_map_update (top, update) == -1)
     return -1;
-  if (!chain->dirty && update->nr_pages == 0)
+  if (!__atomic_load_n (&chain->dirty, __ATOMIC_ACQUIRE) &&
+      update->nr_pages == 0)
     return 0;
   if (vdi_image_extend (top, vdi_header_slots_end (h, h->blocks_allocated))
       == -1 ||
@@ -605,7 +606,7 @@ begin_flush (struct vdi_chain *chain, struct vdi_map_update *update)
     vdi_map_update_free (update);
     return -1;
   }
-  chain->dirty = false;
+  __atomic_store_n (&chain->dirty, false, __ATOMIC_RELEASE);
   return 0;
 }
 
