@@ -28,6 +28,7 @@
 #include <string.h>
 #include <strings.h>
 #include <unistd.h>
+#include <sys/stat.h>
 
 #include <libxml/tree.h>
 
@@ -490,6 +491,7 @@ vbox_registry_find_location (const struct vbox_registry *reg,
   CLEANUP_FREE char *real = realpath (path, NULL);
   CLEANUP_FREE char *cwd = NULL;
   CLEANUP_FREE char *absolute = NULL;
+  struct stat st;
   size_t i;
 
   /* A file that does not exist is matched by its absolute name. */
@@ -505,12 +507,14 @@ vbox_registry_find_location (const struct vbox_registry *reg,
         (absolute && strcmp (reg->media[i]->location, absolute) == 0))
       return reg->media[i];
 
-  if (real == NULL)
+  /* The same file by another name: a symbolic or a hard link. */
+  if (real == NULL || stat (real, &st) == -1)
     return NULL;
   for (i = 0; i < reg->nr_media; ++i) {
-    CLEANUP_FREE char *other = realpath (reg->media[i]->location, NULL);
+    struct stat other;
 
-    if (other && strcmp (other, real) == 0)
+    if (stat (reg->media[i]->location, &other) == 0 &&
+        other.st_dev == st.st_dev && other.st_ino == st.st_ino)
       return reg->media[i];
   }
   return NULL;

@@ -90,8 +90,9 @@ extern size_t vbox_registry_nr_children (const struct vbox_registry *reg,
                                          const struct vbox_medium *medium)
   __attribute__ ((__nonnull__ (1, 2)));
 
-/* Match by absolute path (both sides through realpath when the file
- * exists, else by string).
+/* The medium whose file path is: by absolute path, or, when the file
+ * exists, by identity (the same device and inode: a symbolic or a
+ * hard link to the medium's file is the medium).
  */
 extern const struct vbox_medium *
 vbox_registry_find_location (const struct vbox_registry *reg,

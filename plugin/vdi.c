@@ -642,7 +642,13 @@ vdi_get_ready (void)
     return -1;
   }
 
-  reason = readonly_reason (medium);
+  /* A copy of a registered medium is that medium, for what may be
+   * written: the registry finds it by its UUID too.
+   */
+  reason = readonly_reason (medium ? medium : registry
+                            ? vbox_registry_find_uuid (registry,
+                                                       &h->uuid_create)
+                            : NULL);
   writable = !force_readonly && reason == NULL;
   if (reason && !force_readonly)
     vdi_nbdkit_tell ("note", "serving %s read-only because %s; "

@@ -12,7 +12,9 @@
 #     at start that points to the vdidiff filter (a current state that
 #     attaches the Immutable medium directly is refused, see
 #     test-registry-autoreset.sh);
-#   - a version 0 image.
+#   - a version 0 image;
+#   - a protected medium under another path: a hard or symbolic link,
+#     or a copy with its UUID.
 # The machine's current state (the differencing image on top of the
 # snapshot's base) stays writable, and the vdidiff filter makes the
 # snapshot state writable without touching the machine's images.
@@ -118,6 +120,22 @@ read_only "$tmp/base.raw" "read-only because it is the state of a snapshot" \
 read_only "$tmp/imm.raw" "read-only because it is an Immutable medium" \
           "$VDI_PLUGIN" registry="$tmp/m.vbox" uuid=$imm_uuid
 read_only "$tmp/v0.raw" "version 0" "$VDI_PLUGIN" "$tmp/v0.vdi"
+# Another path to a protected medium is that medium: a hard link, a
+# symbolic link, a copy (same UUID).
+mkdir "$tmp/aliases"
+ln "$tmp/base.vdi" "$tmp/aliases/base-link.vdi"
+ln -s ../base.vdi "$tmp/aliases/base-symlink.vdi"
+ln "$tmp/imm.vdi" "$tmp/aliases/imm-link.vdi"
+cp "$tmp/base.vdi" "$tmp/aliases/base-copy.vdi"
+for f in base-link base-symlink base-copy; do
+    read_only "$tmp/base.raw" "read-only because it has differencing images" \
+              "$VDI_PLUGIN" registry="$tmp/m.vbox" file="$tmp/aliases/$f.vdi"
+done
+read_only "$tmp/imm.raw" "read-only because it is an Immutable medium" \
+          "$VDI_PLUGIN" registry="$tmp/m.vbox" file="$tmp/aliases/imm-link.vdi"
+test "$(sha256_of "$tmp/aliases/base-copy.vdi")" = \
+     "$(sha256_of "$tmp/base.vdi")"
+rm -r "$tmp/aliases"
 
 test "$(sums)" = "$before"
 
