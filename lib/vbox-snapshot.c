@@ -58,32 +58,6 @@ struct op {
 };
 
 static int
-push_string (char ***list, size_t *n, const char *s)
-{
-  char **p = realloc (*list, (*n + 1) * sizeof *p);
-
-  if (p == NULL || (p[*n] = strdup (s)) == NULL) {
-    vdi_error ("out of memory");
-    if (p)
-      *list = p;
-    return -1;
-  }
-  *list = p;
-  ++*n;
-  return 0;
-}
-
-static void
-free_strings (char **list, size_t n)
-{
-  size_t i;
-
-  for (i = 0; i < n; ++i)
-    free (list[i]);
-  free (list);
-}
-
-static int
 op_begin (struct op *op, const char *vbox)
 {
   memset (op, 0, sizeof *op);
@@ -136,8 +110,8 @@ op_end (struct op *op, int r)
   for (i = 0; i < op->nr_locked; ++i)
     vdi_image_close (op->locked[i]);
   free (op->locked);
-  free_strings (op->created, op->nr_created);
-  free_strings (op->obsolete, op->nr_obsolete);
+  vdi_strings_free (op->created, op->nr_created);
+  vdi_strings_free (op->obsolete, op->nr_obsolete);
   vbox_settings_close (&op->s);
   vbox_registry_free (op->reg);
   return r;
@@ -299,13 +273,13 @@ new_diff (void *opaque, xmlNodePtr image, const struct vdi_uuid *uuid)
     if (make_snapshot_folder (op) == -1 || link_layer (op->adopt, path) == -1)
       return -1;
     op->adopted = true;
-    if (push_string (&op->created, &op->nr_created, path) == -1 ||
-        push_string (&op->obsolete, &op->nr_obsolete, op->adopt) == -1)
+    if (vdi_strings_append (&op->created, &op->nr_created, path) == -1 ||
+        vdi_strings_append (&op->obsolete, &op->nr_obsolete, op->adopt) == -1)
       return -1;
   }
   else if (make_snapshot_folder (op) == -1 ||
            vdi_image_create (path, &h) == -1 ||
-           push_string (&op->created, &op->nr_created, path) == -1)
+           vdi_strings_append (&op->created, &op->nr_created, path) == -1)
     return -1;
 
   hd = vbox_settings_new_element (element, "HardDisk");
@@ -498,7 +472,8 @@ discard_diff (void *opaque, xmlNodePtr image, const struct vdi_uuid *uuid)
     return -1;
   element = vbox_settings_find_hard_disk (&op->s, uuid);
   if (element == NULL || lock_medium (op, medium) == NULL ||
-      push_string (&op->obsolete, &op->nr_obsolete, medium->location) == -1)
+      vdi_strings_append (&op->obsolete, &op->nr_obsolete,
+                          medium->location) == -1)
     return -1;
   vbox_settings_remove (element);
   return 0;
@@ -696,7 +671,7 @@ apply_disk (struct op *op, const struct disk_plan *d)
     return 0;
   case PLAN_REMOVE:
     vbox_settings_remove (element);
-    return push_string (&op->obsolete, &op->nr_obsolete,
+    return vdi_strings_append (&op->obsolete, &op->nr_obsolete,
                         d->medium->location);
   case PLAN_INTO_PARENT:
     /* The child is gone: its children and its attachment are the

@@ -623,9 +623,8 @@ scan_for_children (struct finder *f, const struct vdi_image *parent)
   return 0;
 }
 
-/* Append a copy of path to the list *paths of *n. */
-static int
-append_path (char ***paths, size_t *n, const char *path)
+int
+vdi_strings_append (char ***paths, size_t *n, const char *path)
 {
   char **list = realloc (*paths, (*n + 1) * sizeof *list);
 
@@ -643,8 +642,8 @@ append_path (char ***paths, size_t *n, const char *path)
   return 0;
 }
 
-static void
-free_paths (char **paths, size_t n)
+void
+vdi_strings_free (char **paths, size_t n)
 {
   size_t i;
 
@@ -667,8 +666,8 @@ registry_children (const struct vdi_image *parent,
   if (medium == NULL)
     return 0;
   while ((child = vbox_registry_next_child (reg, medium, &pos)) != NULL) {
-    if (append_path (paths, n, child->location) == -1) {
-      free_paths (*paths, *n);
+    if (vdi_strings_append (paths, n, child->location) == -1) {
+      vdi_strings_free (*paths, *n);
       *paths = NULL;
       *n = 0;
       return -1;
@@ -712,7 +711,7 @@ vdi_find_children (const struct vdi_image *parent,
         break;
     if (j < i)
       continue;
-    if (append_path (paths, n, c->path) == -1)
+    if (vdi_strings_append (paths, n, c->path) == -1)
       goto err;
   }
   finder_free (&f);
@@ -720,7 +719,7 @@ vdi_find_children (const struct vdi_image *parent,
 
  err:
   finder_free (&f);
-  free_paths (*paths, *n);
+  vdi_strings_free (*paths, *n);
   *paths = NULL;
   *n = 0;
   return -1;

@@ -73,6 +73,12 @@ extern void vdi_chain_destroy (struct vdi_chain *chain);
 extern struct vdi_image **vdi_chain_release (struct vdi_chain *chain,
                                              size_t *n);
 
+/* A list of strings: append a copy of s to *list of *n (-1 after an
+ * error, the list as it was), and free a list.
+ */
+extern int vdi_strings_append (char ***list, size_t *n, const char *s);
+extern void vdi_strings_free (char **list, size_t n);
+
 /* The files of the differencing images whose parent is parent (their
  * parent UUID is its create UUID): with a registry, the media it
  * nests under parent's; otherwise found where vdi_chain_open would

@@ -153,9 +153,7 @@ relink_children (const struct vdi_journal *j,
   r = 0;
 
  out:
-  for (i = 0; i < nr_children; ++i)
-    free (children[i]);
-  free (children);
+  vdi_strings_free (children, nr_children);
   vdi_image_close (removed);
   return r;
 }
@@ -377,8 +375,8 @@ check_only_child (const struct vdi_image *child,
   if (vdi_find_children (parent, merge->search, &children, &nr_children)
       == -1)
     return -1;
-  for (i = 0; i < nr_children; ++i) {
-    if (r == 0 && stat (children[i], &st) == 0 &&
+  for (i = 0; r == 0 && i < nr_children; ++i) {
+    if (stat (children[i], &st) == 0 &&
         (st.st_dev != self.st_dev || st.st_ino != self.st_ino)) {
       vdi_error ("%s: the parent %s has another child, %s, which would "
                  "%s", vdi_image_filename (child),
@@ -387,9 +385,8 @@ check_only_child (const struct vdi_image *child,
                  ? "see its content change" : "lose its parent");
       r = -1;
     }
-    free (children[i]);
   }
-  free (children);
+  vdi_strings_free (children, nr_children);
   return r;
 }
 
@@ -430,17 +427,14 @@ check_children_free (const struct vdi_image *child,
   if (vdi_find_children (child, merge->search, &children, &nr_children)
       == -1)
     return -1;
-  for (i = 0; i < nr_children; ++i) {
-    if (r == 0) {
-      struct vdi_image *img = open_locked (children[i], VDI_OPEN_WRITE);
+  for (i = 0; r == 0 && i < nr_children; ++i) {
+    struct vdi_image *img = open_locked (children[i], VDI_OPEN_WRITE);
 
-      if (img == NULL)
-        r = -1;
-      vdi_image_close (img);
-    }
-    free (children[i]);
+    if (img == NULL)
+      r = -1;
+    vdi_image_close (img);
   }
-  free (children);
+  vdi_strings_free (children, nr_children);
   return r;
 }
 
