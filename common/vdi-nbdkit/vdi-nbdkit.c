@@ -10,9 +10,11 @@
 
 #include <config.h>
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdarg.h>
 #include <stdlib.h>
+#include <string.h>
 #ifdef HAVE_MALLOPT
 #include <malloc.h>
 #endif
@@ -115,4 +117,174 @@ vdi_nbdkit_preferred_block_size (const struct vdi_chain *chain)
   STATIC_ASSERT (VDI_MIN_BLOCK_SIZE >= 512, vdi_blocks_fit_nbd_minimum);
   return MIN (vdi_image_header (vdi_chain_image (chain, 0))->block_size,
               UINT32_C (32 * 1024 * 1024));
+}
+
+/* What the server's command line says that nbdkit 1.32 tells neither
+ * plugins nor filters before the first connection: whether it serves
+ * read-only (-r), and which filters are stacked.  A server that will
+ * write must lock its image at start, and one that will not must
+ * create nothing, so both need -r before any client comes.
+ *
+ * nbdkit parses its options with getopt_long, stopping at the plugin
+ * name; this reads /proc/self/cmdline the same way.  If it cannot be
+ * read, the answer is "not read-only, no filters", which is how the
+ * plugin and the filter behaved before they asked.
+ */
+struct server_options {
+  bool parsed;
+  bool read_only;
+  char *args;                   /* the raw command line */
+  size_t len;
+};
+static struct server_options server;
+
+/* nbdkit's options that take an argument. */
+static bool
+short_option_takes_argument (char c)
+{
+  return strchr ("DegiPptuU", c) != NULL;
+}
+
+static bool
+long_option_takes_argument (const char *name, size_t len)
+{
+  static const char *const names[] = {
+    "debug", "export", "export-name", "exportname", "filter", "group",
+    "ipaddr", "log", "mask-handshake", "pidfile", "port", "run",
+    "selinux-label", "threads", "tls", "tls-certificates", "tls-psk",
+    "unix", "user", NULL
+  };
+  size_t i;
+
+  for (i = 0; names[i]; ++i)
+    if (strlen (names[i]) == len && strncmp (names[i], name, len) == 0)
+      return true;
+  return false;
+}
+
+/* Call fn for every option before the plugin name, with its argument
+ * (or NULL).  Short options come one at a time, as "-r".
+ */
+static void
+each_option (void (*fn) (const char *option, size_t len, const char *arg,
+                         void *opaque),
+             void *opaque)
+{
+  const char *end = server.args + server.len;
+  const char *arg;
+
+  /* Skip argv[0]. */
+  arg = server.args + strnlen (server.args, server.len) + 1;
+  while (arg < end && arg[0] == '-' && arg[1] != '\0') {
+    const char *next = arg + strlen (arg) + 1;
+    const char *value = next < end ? next : NULL;
+
+    if (strcmp (arg, "--") == 0)
+      return;
+    if (arg[1] == '-') {
+      const char *name = arg + 2;
+      const char *equals = strchr (name, '=');
+      size_t len = equals ? (size_t) (equals - name) : strlen (name);
+
+      if (equals)
+        fn (name, len, equals + 1, opaque);
+      else if (long_option_takes_argument (name, len)) {
+        fn (name, len, value, opaque);
+        next = value ? value + strlen (value) + 1 : end;
+      }
+      else
+        fn (name, len, NULL, opaque);
+    }
+    else {
+      const char *c;
+
+      for (c = arg + 1; *c; ++c) {
+        if (!short_option_takes_argument (*c)) {
+          fn (c, 1, NULL, opaque);
+          continue;
+        }
+        if (c[1])
+          fn (c, 1, c + 1, opaque);
+        else {
+          fn (c, 1, value, opaque);
+          next = value ? value + strlen (value) + 1 : end;
+        }
+        break;
+      }
+    }
+    arg = next;
+  }
+}
+
+static void
+note_read_only (const char *option, size_t len, const char *arg, void *opaque)
+{
+  if ((len == 1 && *option == 'r') ||
+      (len == 8 && strncmp (option, "readonly", len) == 0) ||
+      (len == 9 && strncmp (option, "read-only", len) == 0))
+    server.read_only = true;
+}
+
+static void
+parse_server_options (void)
+{
+  const size_t size = 1 << 16;
+  FILE *fp;
+
+  if (server.parsed)
+    return;
+  server.parsed = true;
+  fp = fopen ("/proc/self/cmdline", "re");
+  if (fp == NULL)
+    return;
+  server.args = calloc (size + 1, 1);
+  if (server.args)
+    server.len = fread (server.args, 1, size, fp);
+  fclose (fp);
+  if (server.args)
+    each_option (note_read_only, NULL);
+}
+
+bool
+vdi_nbdkit_server_read_only (void)
+{
+  parse_server_options ();
+  return server.read_only;
+}
+
+struct filter_search {
+  const char *name;
+  bool found;
+};
+
+/* --filter=NAME, or the filter's .so path. */
+static void
+note_filter (const char *option, size_t len, const char *arg, void *opaque)
+{
+  struct filter_search *search = opaque;
+  const char *base;
+  char *so;
+
+  if (arg == NULL || len != 6 || strncmp (option, "filter", len) != 0)
+    return;
+  base = strrchr (arg, '/');
+  base = base ? base + 1 : arg;
+  if (strcmp (base, search->name) == 0)
+    search->found = true;
+  else if (asprintf (&so, "nbdkit-%s-filter.so", search->name) != -1) {
+    if (strcmp (base, so) == 0)
+      search->found = true;
+    free (so);
+  }
+}
+
+bool
+vdi_nbdkit_filter_stacked (const char *name)
+{
+  struct filter_search search = { .name = name };
+
+  parse_server_options ();
+  if (server.args)
+    each_option (note_filter, &search);
+  return search.found;
 }

@@ -11,6 +11,7 @@
 #ifndef VDI_NBDKIT_H
 #define VDI_NBDKIT_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "libvdi.h"
@@ -38,6 +39,16 @@ extern uint32_t vdi_nbdkit_extent_type (enum vdi_extent_type type);
 
 /* The block size NBD clients should prefer for this chain. */
 extern uint32_t vdi_nbdkit_preferred_block_size (const struct vdi_chain *chain)
+  __attribute__ ((__nonnull__ (1)));
+
+/* Whether nbdkit was started read-only (-r), which nbdkit tells only
+ * per connection: a server that will write locks its images at start,
+ * and one that will not creates and changes nothing.
+ */
+extern bool vdi_nbdkit_server_read_only (void);
+
+/* Whether the filter name ("vdidiff") is stacked on this server. */
+extern bool vdi_nbdkit_filter_stacked (const char *name)
   __attribute__ ((__nonnull__ (1)));
 
 #endif /* VDI_NBDKIT_H */
