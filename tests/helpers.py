@@ -23,6 +23,15 @@ Files and images:
       file under DIR, sorted by path; "unreadable ./PATH" for a file
       that cannot be opened.
 
+  tree-state DIR
+      One line for every entry under DIR (symbolic links are not
+      followed), sorted by path: "./PATH MODE SIZE MTIME_NS X", MODE as
+      ls -l shows it (its type and permissions), X the sha256 (as
+      above) of a regular file ("unreadable" if it cannot be opened),
+      the target of a symbolic link, or "-".  FIFOs and other special
+      files are only stat'ed, never opened.  Two runs differ if
+      anything under DIR was written, made, removed or touched.
+
   cmp-sparse A B
       Like "cmp A B" (same size, same bytes) but reads only the parts
       that hold data in either file, so comparing sparse files of
@@ -139,6 +148,7 @@ import hashlib
 import os
 import random
 import re
+import stat
 import struct
 import sys
 import uuid
@@ -205,6 +215,29 @@ def cmd_sums(args):
             continue
         print(sparse_sha256(fd), name)
         os.close(fd)
+
+
+def cmd_tree_state(args):
+    os.chdir(args.dir)
+    entries = []
+    for dirpath, dirs, files in os.walk("."):
+        entries += [os.path.join(dirpath, n) for n in dirs + files]
+    for name in sorted(entries):
+        st = os.lstat(name)
+        if stat.S_ISREG(st.st_mode):
+            try:
+                fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW)
+            except PermissionError:
+                what = "unreadable"   # mode and mtime still tell
+            else:
+                what = sparse_sha256(fd)
+                os.close(fd)
+        elif stat.S_ISLNK(st.st_mode):
+            what = "-> " + os.readlink(name)
+        else:
+            what = "-"
+        print(name, stat.filemode(st.st_mode), st.st_size, st.st_mtime_ns,
+              what)
 
 
 def cmd_cmp_sparse(args):
@@ -819,6 +852,7 @@ def main():
     integer = {"type": int}
     command("sha256", cmd_sha256, "file")
     command("sums", cmd_sums, "dir")
+    command("tree-state", cmd_tree_state, "dir")
     command("cmp-sparse", cmd_cmp_sparse, "a", "b")
     command("stream-prefix-then-zero", cmd_stream_prefix_then_zero,
             "expected")
