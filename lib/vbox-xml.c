@@ -45,6 +45,7 @@
 #include <string.h>
 #include <strings.h>
 #include <errno.h>
+#include <endian.h>
 #include <fcntl.h>
 #include <unistd.h>
 #include <sys/stat.h>
@@ -58,6 +59,7 @@
 #include "cleanup.h"
 
 #include "vbox-internal.h"
+#include "vdi-format.h"
 #include "vdi-internal.h"
 
 /* Settings files larger than this are refused before parsing. */
@@ -208,6 +210,18 @@ xml_error (void *user_data, XML_ERROR_CONST xmlError *err)
   }
 }
 
+/* Does the file start like a VDI image (a disk given where a settings
+ * file was wanted)?  The reverse of vdi_header_decode's check.
+ */
+static bool
+is_vdi_image (int fd)
+{
+  struct vdi_disk_preheader pre;
+
+  return vdi_full_pread (fd, &pre, sizeof pre, 0) == 0 &&
+    le32toh (pre.signature) == VDI_SIGNATURE;
+}
+
 /* Read a whole settings file into memory, refusing anything that is
  * not a regular file of sane size.
  */
@@ -232,6 +246,13 @@ read_settings_file (const char *filename, size_t *len_ret)
   }
   if (!S_ISREG (statbuf.st_mode)) {
     vdi_error ("%s: not a regular file", filename);
+    close (fd);
+    return NULL;
+  }
+  /* Before the size: most disks are larger than any settings file. */
+  if (is_vdi_image (fd)) {
+    vdi_error ("%s: not a VirtualBox settings file but a VDI disk image",
+               filename);
     close (fd);
     return NULL;
   }

@@ -758,6 +758,19 @@ def settings_cases(c):
              '@DIR@/m.vbox: medium %s attached to machine "Hand" is not in '
              "@DIR@/m.vbox" % uuid(3), "registry=@DIR@/m.vbox")
 
+    # A disk given as the settings file, small or larger than any
+    # settings file (its slots are holes).
+    for name, argv in (("settings-vdi-as-registry", []),
+                       ("settings-large-vdi-as-registry",
+                        ["--size", "96M", "--block-size", "1M",
+                         "--blocks", "d" * 90])):
+        d = c.case(name)
+        img = vdi(os.path.join(d, "disk.vdi"), *argv)
+        assert (img.file_size > 64 * MiB) == ("large" in name)
+        c.expect(name, "nbdkit,snaplist", "disk.vdi",
+                 "@DIR@/disk.vdi: not a VirtualBox settings file but a VDI "
+                 "disk image", "registry=@DIR@/disk.vdi")
+
     # Too large to be a settings file (sparse: takes no space).
     d = c.case("settings-too-large")
     with open(os.path.join(d, "m.vbox"), "wb") as f:
