@@ -235,7 +235,7 @@ fi
 set -x
 
 if [ ${#failed[@]} -gt 0 ]; then
-    echo "$0: ${#failed[@]} of $nr_runs runs over $nr_cases cases FAILED:" >&2
+    echo "$0: ${#failed[@]} FAILED ($nr_runs runs over $nr_cases cases):" >&2
     printf '    %s\n' "${failed[@]}" >&2
     exit 1
 fi
