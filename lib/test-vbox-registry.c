@@ -1757,7 +1757,7 @@ test_hostile_not_regular (void)
 {
   char *dir = make_dir ();
 
-  check_refused (dir, dir, "not a regular file");
+  check_refused (dir, dir, "not a regular file (a folder)");
   free (dir);
 }
 
@@ -1768,7 +1768,7 @@ test_hostile_fifo (void)
   char *path = path_join (dir, "fifo.vbox");
 
   CU_ASSERT_EQUAL_FATAL (mkfifo (path, 0600), 0);
-  check_refused (dir, path, "not a regular file");
+  check_refused (dir, path, "not a regular file (a FIFO)");
   free (path);
   free (dir);
 }

@@ -233,19 +233,11 @@ read_settings_file (const char *filename, size_t *len_ret)
   size_t len = 0;
   int fd;
 
-  /* O_NONBLOCK so that a FIFO cannot block open; it is refused below. */
-  fd = open (filename, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-  if (fd == -1) {
-    vdi_error ("%s: open: %m", filename);
+  fd = vdi_open_regular (filename, O_RDONLY, "settings files");
+  if (fd == -1)
     return NULL;
-  }
   if (fstat (fd, &statbuf) == -1) {
     vdi_error ("%s: fstat: %m", filename);
-    close (fd);
-    return NULL;
-  }
-  if (!S_ISREG (statbuf.st_mode)) {
-    vdi_error ("%s: not a regular file", filename);
     close (fd);
     return NULL;
   }

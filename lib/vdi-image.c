@@ -152,48 +152,6 @@ check_writable (const struct vdi_image *img)
   return 0;
 }
 
-/* Open path (mode O_RDONLY or O_RDWR) if it is a regular file.
- * Anything else is refused: a FIFO would block the open, or every
- * read, forever, and a device is not an image file.  O_NONBLOCK makes
- * the open itself return at once whatever path is, and is cleared
- * once the file is known to be regular.  Returns the fd, or -1 after
- * an error naming path.
- */
-static int
-open_regular (const char *path, int mode)
-{
-  struct stat st;
-  int fd;
-
-  fd = open (path, mode | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-  if (fd == -1) {
-    vdi_error ("%s: open: %m", path);
-    return -1;
-  }
-  if (fstat (fd, &st) == -1) {
-    vdi_error ("%s: fstat: %m", path);
-    goto err;
-  }
-  if (!S_ISREG (st.st_mode)) {
-    vdi_error ("%s: not a regular file (%s): only files are VDI images",
-               path, S_ISFIFO (st.st_mode) ? "a FIFO"
-               : S_ISBLK (st.st_mode) ? "a block device"
-               : S_ISCHR (st.st_mode) ? "a character device"
-               : S_ISSOCK (st.st_mode) ? "a socket"
-               : S_ISDIR (st.st_mode) ? "a folder" : "not a file");
-    goto err;
-  }
-  if (fcntl (fd, F_SETFL, fcntl (fd, F_GETFL) & ~O_NONBLOCK) == -1) {
-    vdi_error ("%s: fcntl: %m", path);
-    goto err;
-  }
-  return fd;
-
- err:
-  close (fd);
-  return -1;
-}
-
 /* Trade the shared lock for the exclusive one, which needs the file
  * open for writing.  The fd number stays the same (dup2 swaps the
  * file behind it atomically), so reads in flight are not disturbed.
@@ -205,7 +163,7 @@ vdi_image_lock_exclusive (struct vdi_image *img)
 
   if (img->exclusive)
     return 0;
-  fd = open_regular (img->filename, O_RDWR);
+  fd = vdi_open_regular (img->filename, O_RDWR, "VDI images");
   if (fd == -1)
     return -1;
   if (set_lock (img, img->fd, F_UNLCK) == -1)
@@ -260,7 +218,8 @@ vdi_image_open (const char *filename, unsigned flags)
     goto err;
   }
 
-  img->fd = open_regular (filename, img->exclusive ? O_RDWR : O_RDONLY);
+  img->fd = vdi_open_regular (filename, img->exclusive ? O_RDWR : O_RDONLY,
+                             "VDI images");
   if (img->fd == -1)
     goto err;
   if (!(flags & VDI_OPEN_HEADER_ONLY) &&

@@ -108,6 +108,13 @@ extern void vdi_debug (const char *fs, ...)
  */
 extern bool vdi_quiet (bool on);
 
+/* Open path (mode O_RDONLY or O_RDWR) if it is a regular file; what
+ * ("VDI images") completes "only files are ..." in the error for
+ * anything else.  Returns the fd, or -1 after an error naming path.
+ */
+extern int vdi_open_regular (const char *path, int mode, const char *what)
+  __attribute__ ((__nonnull__ (1, 3)));
+
 /* Sync the folder of path, so that a rename, link or unlink in it is
  * on disk.  Logs an error naming path on failure.
  */

@@ -3,8 +3,8 @@
  * SPDX-License-Identifier: BSD-3-Clause
  */
 
-/* Whole-range file I/O, for libvdi and its unit tests, and making a
- * change to a folder durable.
+/* Whole-range file I/O, for libvdi and its unit tests, opening only
+ * regular files, and making a change to a folder durable.
  */
 
 #include <config.h>
@@ -15,6 +15,7 @@
 #include <fcntl.h>
 #include <libgen.h>
 #include <unistd.h>
+#include <sys/stat.h>
 
 #include "cleanup.h"
 
@@ -62,6 +63,64 @@ vdi_full_pwrite (int fd, const void *buf, size_t count, uint64_t offset)
     offset += r;
   }
   return 0;
+}
+
+static const char *
+file_type_name (mode_t mode)
+{
+  return S_ISFIFO (mode) ? "a FIFO"
+    : S_ISBLK (mode) ? "a block device"
+    : S_ISCHR (mode) ? "a character device"
+    : S_ISSOCK (mode) ? "a socket"
+    : S_ISDIR (mode) ? "a folder" : "not a file";
+}
+
+static void
+refuse_not_regular (const char *path, mode_t mode, const char *what)
+{
+  vdi_error ("%s: not a regular file (%s): only files are %s",
+             path, file_type_name (mode), what);
+}
+
+/* Anything but a regular file is refused: a FIFO would block the
+ * open, or every read, forever, and a device is not a file of ours.
+ * O_NONBLOCK makes the open itself return at once whatever path is,
+ * and is cleared once the file is known to be regular.  Some kinds
+ * fail the open itself (a socket, a folder opened for writing): they
+ * are named too, rather than left to a puzzling errno.
+ */
+int
+vdi_open_regular (const char *path, int mode, const char *what)
+{
+  struct stat st;
+  int fd;
+
+  fd = open (path, mode | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+  if (fd == -1) {
+    if ((errno == ENXIO || errno == EISDIR) &&
+        stat (path, &st) == 0 && !S_ISREG (st.st_mode))
+      refuse_not_regular (path, st.st_mode, what);
+    else
+      vdi_error ("%s: open: %m", path);
+    return -1;
+  }
+  if (fstat (fd, &st) == -1) {
+    vdi_error ("%s: fstat: %m", path);
+    goto err;
+  }
+  if (!S_ISREG (st.st_mode)) {
+    refuse_not_regular (path, st.st_mode, what);
+    goto err;
+  }
+  if (fcntl (fd, F_SETFL, fcntl (fd, F_GETFL) & ~O_NONBLOCK) == -1) {
+    vdi_error ("%s: fcntl: %m", path);
+    goto err;
+  }
+  return fd;
+
+ err:
+  close (fd);
+  return -1;
 }
 
 int

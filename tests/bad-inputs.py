@@ -805,6 +805,11 @@ def file_type_cases(c):
                not_reg % "a FIFO")
     image_case("filetype-dev-null", None, not_reg % "a character device",
                named="/dev/null")
+    # A socket fails the open itself (ENXIO): it is named all the same.
+    image_case("filetype-socket",
+               lambda d: socket.socket(socket.AF_UNIX).bind(
+                   os.path.join(d, "disk.vdi")),
+               not_reg % "a socket")
 
     # nbdkit names the folder the link leads to, vdi-img the link.
     d = c.case("filetype-symlink-to-directory")
@@ -843,10 +848,11 @@ def file_type_cases(c):
         d = c.case(name)
         make(os.path.join(d, "m.vbox"))
         c.expect(name, tools, "m.vbox", phrase, "registry=@DIR@/m.vbox")
+    not_settings = "not a regular file (%s): only files are settings files"
     registry_case("filetype-registry-directory", os.makedirs,
-                  "@DIR@/m.vbox: not a regular file")
+                  "@DIR@/m.vbox: " + not_settings % "a folder")
     registry_case("filetype-registry-fifo", os.mkfifo,
-                  "@DIR@/m.vbox: not a regular file")
+                  "@DIR@/m.vbox: " + not_settings % "a FIFO")
     registry_case("filetype-registry-dangling-symlink",
                   lambda p: os.symlink("gone.vbox", p),
                   realpath % "m.vbox", tools="nbdkit")
@@ -867,9 +873,10 @@ def file_type_cases(c):
                  "file=@DIR@/base.vdi", "vdidiff=@DIR@/layer.vdi")
     layer_case("filetype-layer-fifo", lambda d, p: os.mkfifo(p),
                not_reg % "a FIFO")
-    # (The layer is opened for writing: open itself refuses a folder.)
+    # (The layer is opened for writing: open itself refuses a folder,
+    # and it is named all the same.)
     layer_case("filetype-layer-directory", lambda d, p: os.makedirs(p),
-               "open: Is a directory")
+               not_reg % "a folder")
     layer_case("filetype-layer-bad-signature",
                lambda d, p: vdi(p, "--corrupt", "bad-signature"),
                "not a VDI image: no VDI signature at offset 64")
