@@ -7,11 +7,13 @@
  * calls by which a process changes files (pwrite, write, fsync,
  * fdatasync, ftruncate, fallocate, rename, unlink) and, with
  * KILL_AT=N, kills the process with SIGKILL just before the Nth of
- * them, as a power cut or kill -9 would stop it there.  Without
- * KILL_AT, it writes the number of such calls to the file named by
- * KILL_AT_COUNT when the process exits, so that a test can choose its
- * points among all of them.  Writes to stdout and stderr count too:
- * progress output is part of the run.
+ * them, as a power cut or kill -9 would stop it there (with
+ * KILL_AT_SIGNAL=N, signal number N instead: SIGSTOP leaves the
+ * process stopped there, holding its files and locks, until SIGCONT).
+ * Without KILL_AT, it writes the number of such calls to the file
+ * named by KILL_AT_COUNT when the process exits, so that a test can
+ * choose its points among all of them.  Writes to stdout and stderr
+ * count too: progress output is part of the run.
  */
 
 /* Not config.h: with its _FILE_OFFSET_BITS the libc headers rename
@@ -28,6 +30,7 @@
 #include <unistd.h>
 
 static unsigned long calls, kill_at;
+static int kill_signal = SIGKILL;
 
 static void __attribute__ ((constructor))
 kill_at_init (void)
@@ -36,6 +39,9 @@ kill_at_init (void)
 
   if (s)
     kill_at = strtoul (s, NULL, 10);
+  s = getenv ("KILL_AT_SIGNAL");
+  if (s)
+    kill_signal = strtol (s, NULL, 10);
 }
 
 static void __attribute__ ((destructor))
@@ -57,7 +63,7 @@ static void
 count (void)
 {
   if (++calls == kill_at)
-    kill (getpid (), SIGKILL);
+    kill (getpid (), kill_signal);
 }
 
 /* Count, then call the real function. */
