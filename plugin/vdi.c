@@ -16,6 +16,7 @@
 #include <strings.h>
 #include <inttypes.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <unistd.h>
 #include <pthread.h>
 
@@ -53,22 +54,21 @@ static bool autoreset_set;
 static struct vbox_registry *registry;
 static struct vdi_chain *chain;
 static char *description;
-/* Whether clients may write.  The top image is opened for writing
- * (which takes the exclusive lock) at the first write, so that servers
- * that only ever read, whether run with -r, under the vdidiff filter,
- * or just never asked to write, share the image with other readers.
+/* Whether clients may write.  A server that will write opens the top
+ * image for writing at start, which takes the exclusive lock, so that
+ * a second server on the image is refused before it serves anyone.
+ * Servers that will not (-r, readonly=true, under a filter that opens
+ * the plugin read-only) only take the shared lock, and share the
+ * image with other readers.
  */
 static bool writable;
 /* The top image is an autoreset differencing image served as if it
- * were empty (see poweron): the first write empties the file.
+ * were empty (see poweron): the first write empties the file.  Read
+ * and cleared atomically once requests run.
  */
 static bool reset_pending;
-/* Set (atomically) once the first write has made the top image
- * writable and emptied it if reset_pending: later writes go ahead.
- */
-static bool write_ready;
-/* Serialises that first step. */
-static pthread_mutex_t writable_lock = PTHREAD_MUTEX_INITIALIZER;
+/* Serialises that first write's reset. */
+static pthread_mutex_t reset_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static void
 vdi_load (void)
@@ -491,6 +491,13 @@ readonly_reason (const struct vbox_medium *medium)
       if (is_type (medium, readonly_types[i]))
         return nbdkit_printf_intern ("it is %s %s medium",
                                      i == 0 ? "an" : "a", medium->type);
+  /* As nbdkit's file plugin does, a file that this process may not
+   * write is served read-only rather than refused.
+   */
+  if (faccessat (AT_FDCWD, vdi_image_filename (vdi_chain_image (chain, 0)),
+                 W_OK, AT_EACCESS) == -1 &&
+      (errno == EACCES || errno == EPERM || errno == EROFS))
+    return nbdkit_printf_intern ("the file cannot be written (%m)");
   return NULL;
 }
 
@@ -605,6 +612,19 @@ poweron (const struct vbox_medium *medium)
   return 0;
 }
 
+/* Whether this server will never ask the plugin to write: nbdkit -r,
+ * or a filter that opens the plugin read-only and keeps the writes
+ * itself (vdidiff, and nbdkit's cow).  nbdkit says so only per
+ * connection, too late to choose the lock.
+ */
+static bool
+server_never_writes (void)
+{
+  return vdi_nbdkit_server_read_only () ||
+    vdi_nbdkit_filter_stacked ("vdidiff") ||
+    vdi_nbdkit_filter_stacked ("cow");
+}
+
 static int
 vdi_get_ready (void)
 {
@@ -617,23 +637,26 @@ vdi_get_ready (void)
   const struct vbox_medium *medium;
   const struct vdi_header *h;
   const char *reason;
-  char *top;
+  struct vdi_image *top;
+  char *top_file;
   char a[VDI_UUID_STRLEN], b[VDI_UUID_STRLEN];
+  bool read_only;
   size_t i;
 
-  if (select_top_image (&top, &medium) == -1)
+  if (select_top_image (&top_file, &medium) == -1)
     return -1;
   if (medium && check_attachment (medium) == -1) {
-    free (top);
+    free (top_file);
     return -1;
   }
   search.registry = registry;
-  chain = vdi_chain_open (top, 0, &search);
-  free (top);
+  chain = vdi_chain_open (top_file, 0, &search);
+  free (top_file);
   if (chain == NULL)
     return -1;
 
-  h = vdi_image_header (vdi_chain_image (chain, 0));
+  top = vdi_chain_image (chain, 0);
+  h = vdi_image_header (top);
   if (medium && !vdi_uuid_equal (&h->uuid_create, &medium->uuid)) {
     nbdkit_error ("%s: UUID %s of the image does not match the UUID %s "
                   "of the medium in %s", medium->location,
@@ -649,11 +672,17 @@ vdi_get_ready (void)
                             ? vbox_registry_find_uuid (registry,
                                                        &h->uuid_create)
                             : NULL);
-  writable = !force_readonly && reason == NULL;
+  read_only = force_readonly || server_never_writes ();
+  writable = !read_only && reason == NULL;
   if (reason && !force_readonly)
     vdi_nbdkit_tell ("note", "serving %s read-only because %s; "
                      "to write, stack the vdidiff filter (--filter=vdidiff)",
-                     vdi_image_filename (vdi_chain_image (chain, 0)), reason);
+                     vdi_image_filename (top), reason);
+  /* Refuse to start, before any note on what writes would do, if
+   * another process has the image open.
+   */
+  if (writable && vdi_image_lock_exclusive (top) == -1)
+    return -1;
 
   /* The images as they are on disk, before poweron may hide the top. */
   if (vdi_debug_chain)
@@ -663,6 +692,9 @@ vdi_get_ready (void)
       debug_image (vdi_chain_image (chain, i));
 
   if (poweron (medium) == -1)
+    return -1;
+  /* Only now: poweron hides the top image only while it is read-only. */
+  if (writable && vdi_image_make_writable (top) == -1)
     return -1;
 
   description = vdi_chain_description (chain);
@@ -677,34 +709,23 @@ vdi_open (int readonly)
   return NBDKIT_HANDLE_NOT_NEEDED;
 }
 
-/* Before every change: at the first, open the top image for writing
- * and, for an autoreset differencing image, empty it (the power-on
- * reset, see poweron).  If another process has the image open, the
- * write fails and the error says the image is in use.  Reads do not
- * wait: while the file is emptied they read the parent, as before.
+/* Before every change: at the first, empty an autoreset differencing
+ * image (the power-on reset, see poweron).  Reads do not wait: while
+ * the file is emptied they read the parent, as before.
  */
 static int
 begin_write (void)
 {
-  struct vdi_image *top = vdi_chain_image (chain, 0);
-
-  if (__atomic_load_n (&write_ready, __ATOMIC_ACQUIRE))
+  if (!__atomic_load_n (&reset_pending, __ATOMIC_ACQUIRE))
     return 0;
-  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&writable_lock);
-  if (write_ready)
+  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&reset_lock);
+  if (!reset_pending)
     return 0;
-  if (!vdi_image_is_writable (top) && vdi_image_make_writable (top) == -1) {
-    errno = EROFS;
+  if (vdi_chain_reset_top (chain) == -1)
     return -1;
-  }
-  if (reset_pending) {
-    if (vdi_chain_reset_top (chain) == -1)
-      return -1;
-    reset_pending = false;
-    nbdkit_debug ("%s: emptied before the first write (power-on reset)",
-                  vdi_image_filename (top));
-  }
-  __atomic_store_n (&write_ready, true, __ATOMIC_RELEASE);
+  __atomic_store_n (&reset_pending, false, __ATOMIC_RELEASE);
+  nbdkit_debug ("%s: emptied before the first write (power-on reset)",
+                vdi_image_filename (vdi_chain_image (chain, 0)));
   return 0;
 }
 

@@ -83,7 +83,8 @@ upper_braced ()
 # If EXTENTS is not "-", nbdinfo --map must give exactly those
 # data/zero runs; with t_map=covers it must only report as data every
 # run EXTENTS calls data (the plugin may call zeros "data" inside one
-# lookup unit).
+# lookup unit).  The server is read-only (-r): it takes only a shared
+# lock, as the shared test data needs.
 # Scratch files are $tmp/NAME.*.
 check_served ()
 {
@@ -93,7 +94,7 @@ check_served ()
     rm -f "$p".*
     t_prefix="$p" t_expect="$expect" t_block="${t_block:-1048576}" \
     t_reads="${t_reads:-300}" t_seed="$name" t_helpers="$HELPERS" \
-    nbdkit -U - "$VDI_PLUGIN" "$@" --run '
+    nbdkit -U - -r "$VDI_PLUGIN" "$@" --run '
         nbdinfo --size "$uri" > "$t_prefix.size" &&
         nbdcopy "$uri" "$t_prefix.raw" &&
         qemu-img convert -f raw -O raw "$uri" "$t_prefix.qemu" &&

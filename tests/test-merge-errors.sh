@@ -10,9 +10,10 @@
 # journal (IMAGE.merge) is left.
 #
 #   - the parent has two children, in both directions;
-#   - an image in use: nbdkit with the plugin serving, read-write and
-#     read-only (-r), the parent, the image or the image's child; a
-#     server that has written to the parent; in both directions; and a
+#   - an image in use: nbdkit with the plugin serving, read-write
+#     (which locks the image it serves at start) and read-only (-r),
+#     the parent, the image or the image's child; a server that has
+#     written to the parent; in both directions; and a
 #     child of IMAGE locked alone by another process (into the parent,
 #     which would relink it);
 #   - a base image (nothing to merge), a missing parent, a child larger
@@ -97,29 +98,34 @@ expect_merge_refused "$two" \
 
 # --- In use -----------------------------------------------------------
 
-# served_refusal SERVED NAMED [nbdkit options]: with nbdkit serving
-# SERVED, merging mid in both directions is refused because NAMED is
-# in use.
+# served_refusal SERVED NAMED HOW [nbdkit options]: with nbdkit
+# serving SERVED, merging mid in both directions is refused because
+# NAMED is in use: "another process HOW it".
 served_refusal ()
 {
-    local served="$1" named="$2" direction
-    shift 2
+    local served="$1" named="$2" how="$3" direction
+    shift 3
     start_server "$tmp/srv.pid" "$tmp/srv.sock" "$tmp/srv.log" \
                  "$@" "$VDI_PLUGIN" file="$served"
     for direction in --into-parent --into-child; do
         expect_merge_refused "$vm" \
-            "vdi-img: $named: image is in use: another process has opened it" \
+            "vdi-img: $named: image is in use: another process $how it" \
             $direction "$mid"
     done
     stop_server "$tmp/srv.pid"
 }
-for ro in "" -r; do
-    served_refusal "$base" "$base" $ro
-    served_refusal "$mid" "$mid" $ro
-    # Serving top holds its parents too: mid is the first the merge
-    # wants for itself.
-    served_refusal "$top" "$mid" $ro
-done
+# A writable server holds its top image's exclusive lock from the
+# start, a read-only one (-r) a shared lock; both hold the parents
+# with a shared lock.  The merge reads the parent (shared lock) before
+# it locks it, and locks mid at once.
+served_refusal "$base" "$base" "is writing to"
+served_refusal "$mid" "$mid" "has opened"
+served_refusal "$base" "$base" "has opened" -r
+served_refusal "$mid" "$mid" "has opened" -r
+# Serving top holds its parents too: mid is the first the merge wants
+# for itself.
+served_refusal "$top" "$mid" "has opened"
+served_refusal "$top" "$mid" "has opened" -r
 
 # A server that has written to the parent holds its exclusive lock:
 # the merge cannot even read it.

@@ -9,7 +9,8 @@
 # and the differencing image is emptied (same create UUID, no blocks,
 # parent-modify UUID = the parent's modify UUID) just before the first
 # write lands in it, never before:
-#   (a) nbdkit -r: the base's bytes, no file changes;
+#   (a) nbdkit -r: the base's bytes, no file changes, and a note that
+#       says so;
 #   (b) writable, read and flushed only: the same;
 #   (c) a write: the image is emptied, the write lands in it, the rest
 #       reads the base;
@@ -204,15 +205,16 @@ base_sum="$(sum_of "$tmp/base.raw")"
 note_reset="$diff is the autoreset differencing image of Immutable $base: served as the base shows it, and emptied at the first write, as VirtualBox does at power-on"
 
 #----------------------------------------------------------------------
-# (a) nbdkit -r: the base, and nothing changes.
+# (a) nbdkit -r: the base, and nothing changes.  Like readonly=true,
+# it says it will never empty the image.
+note_ro="$diff is the autoreset differencing image of Immutable $base: served as the base shows it, as VirtualBox does at power-on, and never emptied (read-only)"
 before="$(sums)"
 test "$(served_sum ro -r "$VDI_PLUGIN" registry="$kiosk")" = "$base_sum"
-note ro "$note_reset"
+note ro "$note_ro"
 test "$(sums)" = "$before"
-# readonly=true says it will never empty the image.
 test "$(served_sum ro-key "$VDI_PLUGIN" registry="$kiosk" readonly=true)" = \
      "$base_sum"
-note ro-key "$diff is the autoreset differencing image of Immutable $base: served as the base shows it, as VirtualBox does at power-on, and never emptied (read-only)"
+note ro-key "$note_ro"
 test "$(sums)" = "$before"
 # Negative control: the image itself holds other bytes.
 test "$(served_sum plain "$VDI_PLUGIN" "$diff" readonly=true)" = \

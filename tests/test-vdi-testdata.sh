@@ -71,7 +71,7 @@ test $n -eq 6
 # first MiB is not all zeros.
 for f in foliagecanine_tritium-os/test_704e979.vdi davidepianca98_hoho-os/hdd.vdi
 do
-    nbdkit -U - "$VDI_PLUGIN" "$TESTDATA/$f" \
+    nbdkit -U - -r "$VDI_PLUGIN" "$TESTDATA/$f" \
            --run 'nbdcopy "$uri" -' > "$tmp/first"
     if cmp -s -n 1048576 "$tmp/first" /dev/zero; then
         echo "$0: $f reads as zeros" >&2

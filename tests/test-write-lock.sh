@@ -6,20 +6,22 @@
 # No two writers share an image (OFD locks: shared for readers,
 # exclusive for the writer), and the refused side says "image is in
 # use".
-#   The vdi plugin takes the exclusive lock at its first write:
-#   - while one server writes an image, a second server on it (even
-#     read-only) fails at start;
-#   - while a read-only server serves it, a writable server starts and
-#     its clients read, but their writes fail and its log says why;
-#     once the reader has gone, the next write succeeds;
-#   - two idle writable servers read, and neither can write while the
-#     other serves the image;
-#   - two read-only servers serve one image at once;
-#   - qemu-img sees a written image as in use (and -U reads it).
+#   The vdi plugin takes the exclusive lock at start unless it will
+#   never write (nbdkit -r, readonly=true, the vdidiff or cow filter):
+#   - while one writable server serves an image, even before it has
+#     written, a second server on it (writable, -r, readonly=true) is
+#     refused at start, on stderr before nbdkit forks; the first keeps
+#     serving and writing;
+#   - two read-only servers (-r, readonly=true) serve one image at
+#     once; a writable server beside them is refused at start, a cow
+#     filter beside them starts and writes to its overlay;
+#   - a writable server is refused while vdi-img merge (stopped
+#     half-way) holds the image, and starts once the merge is done;
+#   - qemu-img sees a served image as in use (and -U reads it).
 #   The vdidiff filter locks its differencing image at start:
 #   - a second server with the same vdidiff= fails at start;
 #   - two filters over one base (different layers) work at once, and a
-#     writer on that base is refused;
+#     writer on that base is refused at start;
 #   - vdidiff-dir=: two servers on one folder share nothing but the
 #     folder: the same export on both is refused on the second.
 
@@ -30,6 +32,7 @@ set -x
 
 requires qemu-img --version
 requires_nbdsh
+requires test -f "$KILL_AT_LIB"
 
 tmp="$(realpath "$(mktemp -d --suffix=.tmp test-write-lock.XXXXXX)")"
 cleanup_fn rm -rf "$tmp"
@@ -37,74 +40,108 @@ export RANDOM_IO tmp
 
 $MAKE_VDI --size 5M --seed lock --expect "$tmp/model" "$tmp/img.vdi"
 uri () { uri_of "$tmp/$1.sock" $2; }
-# write_one URI: a write and a flush, and the same write to the model.
+# write_one URI [MODEL]: a write and a flush, and the same write to
+# the model ($tmp/model by default).
 write_one ()
 {
     nbdsh -u "$1" -c 'h.pwrite(b"locked" * 1000, 4097); h.flush()'
     yes locked | head -n 1000 | tr -d '\n' |
-        dd of="$tmp/model" bs=6000 seek=4097 oflag=seek_bytes conv=notrunc \
-           iflag=fullblock status=none
+        dd of="${2:-$tmp/model}" bs=6000 seek=4097 oflag=seek_bytes \
+           conv=notrunc iflag=fullblock status=none
 }
 
-# --- One writer, and a second server -----------------------------------
+in_use_writing="nbdkit: error: $tmp/img.vdi: image is in use: another process is writing to it"
+in_use_open="nbdkit: error: $tmp/img.vdi: image is in use: another process has opened it"
+
+# --- Two writable servers, before either writes ------------------------
 
 start_server "$tmp/a.pid" "$tmp/a.sock" "$tmp/a.log" -v "$VDI_PLUGIN" "$tmp/img.vdi"
-write_one "$(uri a)"
-msg="nbdkit: error: $tmp/img.vdi: image is in use: another process is writing to it"
-expect_start_failure "$tmp/err" "$msg" "$VDI_PLUGIN" "$tmp/img.vdi"
-expect_start_failure "$tmp/err" "$msg" "$VDI_PLUGIN" "$tmp/img.vdi" readonly=true
-expect_start_failure "$tmp/err" "$msg" -r "$VDI_PLUGIN" "$tmp/img.vdi"
+# The second one says why on stderr and exits, before it forks: no
+# pidfile, no socket.
+rm -f "$tmp/b.pid" "$tmp/b.sock"
+status=0
+nbdkit -P "$tmp/b.pid" -U "$tmp/b.sock" "$VDI_PLUGIN" "$tmp/img.vdi" \
+       2> "$tmp/err" || status=$?
+cat "$tmp/err"
+test $status -eq 1
+grep -Fx "$in_use_writing" "$tmp/err"
+test ! -e "$tmp/b.pid"
+test ! -e "$tmp/b.sock"
+expect_start_failure "$tmp/err" "$in_use_writing" "$VDI_PLUGIN" "$tmp/img.vdi"
+expect_start_failure "$tmp/err" "$in_use_writing" "$VDI_PLUGIN" "$tmp/img.vdi" readonly=true
+expect_start_failure "$tmp/err" "$in_use_writing" -r "$VDI_PLUGIN" "$tmp/img.vdi"
 # qemu sees it in use too; with -U it reads it.
 ! qemu-img info "$tmp/img.vdi" 2> "$tmp/qerr"
 cat "$tmp/qerr"
+grep -i "lock" "$tmp/qerr"
 qemu-img info -U "$tmp/img.vdi"
-# The writer still serves.
+# The first server still serves, and writes.
+$RANDOM_IO verify "$(uri a)" "$tmp/model"
+write_one "$(uri a)"
 $RANDOM_IO verify "$(uri a)" "$tmp/model"
 stop_server "$tmp/a.pid"
 $VDI_CHECK "$tmp/img.vdi"
 
-# --- Two readers at once --------------------------------------------------
+# --- Two readers at once, and a writable server beside them ---------------
 
 start_server "$tmp/b.pid" "$tmp/b.sock" "$tmp/b.log" -v "$VDI_PLUGIN" "$tmp/img.vdi" readonly=true
 start_server "$tmp/c.pid" "$tmp/c.sock" "$tmp/c.log" -v -r "$VDI_PLUGIN" "$tmp/img.vdi"
+start_server "$tmp/d.pid" "$tmp/d.sock" "$tmp/d.log" -v -r "$VDI_PLUGIN" "$tmp/img.vdi"
 $RANDOM_IO verify "$(uri b)" "$tmp/model"
 $RANDOM_IO verify "$(uri c)" "$tmp/model"
-
-# --- A writable server while a reader serves -----------------------------
-
-start_server "$tmp/a.pid" "$tmp/a.sock" "$tmp/a.log" -v "$VDI_PLUGIN" "$tmp/img.vdi"
-$RANDOM_IO verify "$(uri a)" "$tmp/model"
-if nbdsh -u "$(uri a)" -c 'h.pwrite(b"x", 0)'; then
-    echo "$0: the writable server wrote an image another server reads" >&2
-    exit 1
-fi
-cat "$tmp/a.log"
-grep "error.*img.vdi: image is in use" "$tmp/a.log"
-$RANDOM_IO verify "$(uri a)" "$tmp/model"
+$RANDOM_IO verify "$(uri d)" "$tmp/model"
+expect_start_failure "$tmp/err" "$in_use_open" "$VDI_PLUGIN" "$tmp/img.vdi"
+# The cow filter never writes through: it only reads the image.
+img_sum="$(sha256_of "$tmp/img.vdi")"
+nbdkit -U - --filter=cow "$VDI_PLUGIN" "$tmp/img.vdi" \
+       --run 'nbdsh -u "$uri" -c "h.pwrite(b\"cow\" * 1000, 0)" \
+                  -c "assert h.pread(3000, 0) == b\"cow\" * 1000"'
+test "$(sha256_of "$tmp/img.vdi")" = "$img_sum"
 $RANDOM_IO verify "$(uri b)" "$tmp/model"
 stop_server "$tmp/b.pid"
 stop_server "$tmp/c.pid"
-# The readers have gone: the next connection writes.
-write_one "$(uri a)"
-$RANDOM_IO verify "$(uri a)" "$tmp/model"
-stop_server "$tmp/a.pid"
-
-# --- Two idle writable servers: neither writes while the other serves ------
-
+stop_server "$tmp/d.pid"
+# The readers have gone: a writable server starts and writes.
 start_server "$tmp/a.pid" "$tmp/a.sock" "$tmp/a2.log" -v "$VDI_PLUGIN" "$tmp/img.vdi"
-start_server "$tmp/b.pid" "$tmp/b.sock" "$tmp/b2.log" -v "$VDI_PLUGIN" "$tmp/img.vdi"
-$RANDOM_IO verify "$(uri a)" "$tmp/model"
-$RANDOM_IO verify "$(uri b)" "$tmp/model"
-! nbdsh -u "$(uri b)" -c 'h.pwrite(b"x", 0)'
-grep "error.*img.vdi: image is in use" "$tmp/b2.log"
-! nbdsh -u "$(uri a)" -c 'h.zero(512, 0)'
-grep "error.*img.vdi: image is in use" "$tmp/a2.log"
-stop_server "$tmp/b.pid"
 write_one "$(uri a)"
+$RANDOM_IO verify "$(uri a)" "$tmp/model"
 stop_server "$tmp/a.pid"
-nbdkit -U - "$VDI_PLUGIN" "$tmp/img.vdi" readonly=true \
-       --run '$RANDOM_IO verify "$uri" "$tmp/model"'
 $VDI_CHECK "$tmp/img.vdi"
+
+# --- vdi-img merge holds the images --------------------------------------
+
+# A child of a copy of the image, merged into its parent by vdi-img,
+# which is stopped (kill-at.c, SIGSTOP) at its first change: it holds
+# both images then.  (In a folder of their own: the copy has the
+# image's UUID.)
+m="$tmp/merge/vm"
+mkdir -p "$m"
+cp "$tmp/img.vdi" "$m/base.vdi"
+$MAKE_VDI --parent "$m/base.vdi" --parent-expect "$tmp/model" \
+          --blocks FDZF --seed child --expect "$m.model" "$m/child.vdi"
+KILL_AT=1 KILL_AT_SIGNAL="$(kill -l STOP)" LD_PRELOAD="$KILL_AT_LIB" \
+    $VDI_IMG merge -p "$m/child.vdi" &
+merge=$!
+cleanup_fn kill -9 $merge
+for (( i = 0; i < 200; ++i )); do
+    test "$(sed 's/.*) //' "/proc/$merge/stat" | cut -c1)" = T && break
+    sleep 0.05
+done
+test "$(sed 's/.*) //' "/proc/$merge/stat" | cut -c1)" = T
+for f in base child; do
+    for ro in "" -r; do
+        expect_start_failure "$tmp/err" \
+            "nbdkit: error: $m/$f.vdi: image is in use: another process is writing to it" \
+            $ro "$VDI_PLUGIN" "$m/$f.vdi"
+    done
+done
+kill -CONT $merge
+wait $merge
+test ! -e "$m/child.vdi"
+start_server "$tmp/a.pid" "$tmp/a.sock" "$tmp/a3.log" -v "$VDI_PLUGIN" "$m/base.vdi"
+write_one "$(uri a)" "$m.model"
+$RANDOM_IO verify "$(uri a)" "$m.model"
+stop_server "$tmp/a.pid"
 
 # --- The vdidiff filter -------------------------------------------------------
 
@@ -126,11 +163,10 @@ $RANDOM_IO run "$(uri f)" "$tmp/model1" --seed lock1 --ops 60 &
 p1=$!
 $RANDOM_IO run "$(uri g)" "$tmp/model2" --seed lock2 --ops 60
 wait $p1
-# But nobody may write the base.
-start_server "$tmp/a.pid" "$tmp/a.sock" "$tmp/a3.log" -v "$VDI_PLUGIN" "$tmp/img.vdi"
-! nbdsh -u "$(uri a)" -c 'h.pwrite(b"x", 0)'
-grep "error.*img.vdi: image is in use" "$tmp/a3.log"
-stop_server "$tmp/a.pid"
+# But nobody may write the base; reading it is fine.
+expect_start_failure "$tmp/err" "$in_use_open" "$VDI_PLUGIN" "$tmp/img.vdi"
+nbdkit -U - -r "$VDI_PLUGIN" "$tmp/img.vdi" \
+       --run '$RANDOM_IO verify "$uri" "$tmp/model"'
 stop_server "$tmp/f.pid"
 stop_server "$tmp/g.pid"
 test "$(sha256_of "$tmp/img.vdi")" = "$base_sum"

@@ -14,7 +14,8 @@
 #     test-registry-autoreset.sh);
 #   - a version 0 image;
 #   - a protected medium under another path: a hard or symbolic link,
-#     or a copy with its UUID.
+#     or a copy with its UUID;
+#   - a file that nbdkit may not write (with a note, not refused).
 # The machine's current state (the differencing image on top of the
 # snapshot's base) stays writable, and the vdidiff filter makes the
 # snapshot state writable without touching the machine's images.
@@ -138,6 +139,29 @@ test "$(sha256_of "$tmp/aliases/base-copy.vdi")" = \
 rm -r "$tmp/aliases"
 
 test "$(sums)" = "$before"
+
+# A file that nbdkit may not write (mode 0444, for a user other than
+# root: root runs the server as nobody) is served read-only, with a
+# note, as nbdkit's file plugin does, rather than refused.
+perm="$(mktemp -d /tmp/test-write-readonly.XXXXXX)"
+cleanup_fn rm -rf "$perm"
+chmod 755 "$perm"
+cp "$tmp/base.vdi" "$tmp/base.raw" "$perm/"
+chmod 444 "$perm/base.vdi"
+as_user=
+if [ "$(id -u)" -eq 0 ]; then
+    as_user="setpriv --reuid=65534 --regid=65534 --clear-groups"
+fi
+if [ -z "$as_user" ] || setpriv --version; then
+    t_perm="$perm" $as_user nbdkit -U - "$VDI_PLUGIN" "$perm/base.vdi" --run '
+        $RANDOM_IO readonly "$uri" &&
+        $RANDOM_IO verify "$uri" "$t_perm/base.raw"
+    ' 2> "$tmp/err" || { cat "$tmp/err"; exit 1; }
+    cat "$tmp/err"
+    grep -Fx "nbdkit: vdi: note: serving $perm/base.vdi read-only because the file cannot be written (Permission denied); to write, stack the vdidiff filter (--filter=vdidiff)" \
+         "$tmp/err"
+    test "$(sha256_of "$perm/base.vdi")" = "$(sha256_of "$tmp/base.vdi")"
+fi
 
 # The current state is writable: the writes go to the differencing
 # image, never to the snapshot's base.
