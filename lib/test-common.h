@@ -20,8 +20,10 @@
 
 #include "libvdi.h"
 
-/* Log capture. */
-#define TEST_LOG_MSG_MAX 1024
+/* Log capture: room for messages that name a few paths of up to
+ * PATH_MAX bytes.
+ */
+#define TEST_LOG_MSG_MAX 16384
 
 struct test_log {
   unsigned errors;

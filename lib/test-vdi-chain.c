@@ -416,6 +416,44 @@ test_open_parent_dirs (void)
   dir_remove ();
 }
 
+/* A bad image whose path is near PATH_MAX (nested folders): the
+ * error names the whole path and still ends with the reason.
+ */
+static void
+test_open_long_path (void)
+{
+  char rel[PATH_MAX], component[201];
+  const char *path;
+  struct vdi_chain *chain;
+  FILE *fp;
+
+  dir_make ();
+  memset (component, 'd', sizeof component - 1);
+  component[sizeof component - 1] = '\0';
+  strcpy (rel, "M");
+  while (strlen (top_dir) + strlen (rel) + sizeof component + 16 < PATH_MAX) {
+    strcat (rel, "/");
+    strcat (rel, component);
+  }
+  mkdirs (rel);
+  strcat (rel, "/bad.vdi");
+  path = at (rel);
+  CU_ASSERT_FATAL (strlen (path) > PATH_MAX - 256);
+  fp = fopen (path, "w");
+  CU_ASSERT_PTR_NOT_NULL_FATAL (fp);
+  CU_ASSERT_EQUAL (fwrite ("not a VDI image", 1, 15, fp), 15);
+  CU_ASSERT_EQUAL (fclose (fp), 0);
+
+  chain = chain_open (rel, NULL, 0, NULL);
+  CU_ASSERT_PTR_NULL (chain);
+  ASSERT_ONE_ERROR (path, "not a VDI image");
+  CU_ASSERT_FATAL (strlen (test_log.last_error) > strlen (path));
+  CU_ASSERT_EQUAL (strncmp (test_log.last_error, path, strlen (path)), 0);
+  CU_ASSERT_STRING_EQUAL (test_log.last_error + strlen (path),
+                          ": not a VDI image: the file is only 15 bytes long");
+  dir_remove ();
+}
+
 /* Two files with the parent's UUID: an error naming both, unless
  * they are the same file under two names.
  */
@@ -1001,6 +1039,7 @@ main (void)
 
   ADD_TEST (s, test_open_machine_layout);
   ADD_TEST (s, test_open_parent_dirs);
+  ADD_TEST (s, test_open_long_path);
   ADD_TEST (s, test_open_ambiguous);
   ADD_TEST (s, test_open_cycle);
   ADD_TEST (s, test_open_fixed_in_middle);

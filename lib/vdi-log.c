@@ -6,6 +6,7 @@
 #include <config.h>
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <stdarg.h>
 #include <errno.h>
 
@@ -47,18 +48,23 @@ vdi_quiet (bool on)
 }
 
 /* Format and pass on one message.  errno is preserved so that callers
- * can log and then return it; %m works as in nbdkit_error.
+ * can log and then return it; %m works as in nbdkit_error.  The
+ * message is allocated, never cut: paths may be as long as PATH_MAX,
+ * and the reason comes after them.  Out of memory, the format itself
+ * still says which message it was.
  */
 static void
 vlog (enum vdi_log_level level, const char *fs, va_list args)
 {
   int saved_errno = errno;
-  char msg[1024];
+  char *msg;
 
-  vsnprintf (msg, sizeof msg, fs, args);
+  if (vasprintf (&msg, fs, args) == -1)
+    msg = NULL;
   if (quiet && level == VDI_LOG_ERROR)
     level = VDI_LOG_DEBUG;
-  log_function (level, msg);
+  log_function (level, msg ? msg : fs);
+  free (msg);
   errno = saved_errno;
 }
 

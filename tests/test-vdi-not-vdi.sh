@@ -7,7 +7,7 @@
 # raw disk, other disk formats, a directory, a FIFO and a device (as
 # the disk, a parent and a vdidiff layer), a missing file.  Each must
 # be refused before serving with one error line naming the file, no
-# crash, and no change to the file.
+# crash, and no change to the file; also under a path near PATH_MAX.
 
 source ./functions.sh
 set -e
@@ -103,6 +103,17 @@ refused_at_once \
     "$VDI_PLUGIN" "$tmp/secret.vdi" || failed+=(secret)
 ! grep -e SECRET -e 0x53454352 -e 0x52434553 "$tmp/at-once.err" ||
     failed+=(secret-echoed)
+
+# A path near PATH_MAX (nested folders): the line still ends with the
+# reason.
+deep="$(realpath "$tmp")"
+while [ ${#deep} -lt 3800 ]; do
+    deep="$deep/$(printf 'd%.0s' {1..200})"
+done
+mkdir -p "$deep"
+cp "$tmp/secret.vdi" "$deep/bad.vdi"
+refused_at_once "$deep/bad.vdi: not a VDI image: no VDI signature at offset 64" \
+    "$VDI_PLUGIN" "$deep/bad.vdi" || failed+=(long-path)
 
 # A file that does not exist.
 expect_refused "$tmp/missing.vdi" '' || failed+=(missing)
