@@ -674,7 +674,7 @@ vdi_get_ready (void)
                             : NULL);
   read_only = force_readonly || server_never_writes ();
   writable = !read_only && reason == NULL;
-  if (reason && !force_readonly)
+  if (reason && !read_only)
     vdi_nbdkit_tell ("note", "serving %s read-only because %s; "
                      "to write, stack the vdidiff filter (--filter=vdidiff)",
                      vdi_image_filename (top), reason);

@@ -9,7 +9,8 @@
 #   - readonly=true, and nbdkit -r;
 #   - a snapshot state (registry= snapshot=), and an Immutable medium
 #     of a machine chosen by uuid= (a .vbox written here), with a note
-#     at start that points to the vdidiff filter (a current state that
+#     at start that points to the vdidiff filter (none with -r, or
+#     when the filter is stacked already; a current state that
 #     attaches the Immutable medium directly is refused, see
 #     test-registry-autoreset.sh);
 #   - a version 0 image;
@@ -176,12 +177,20 @@ nbdkit -U - "$VDI_PLUGIN" "$tmp/Snapshots/diff.vdi" readonly=true \
        --run '$RANDOM_IO verify "$uri" "$tmp/current.model"'
 
 # The snapshot state, writable through the vdidiff filter: the writes
-# go to try.vdi, a child of the snapshot's base.
+# go to try.vdi, a child of the snapshot's base.  No note then (the
+# filter is there already), nor with -r (nothing is to be written).
 cp "$tmp/base.raw" "$tmp/try.model"
 nbdkit -U - --filter="$VDIDIFF_FILTER" "$VDI_PLUGIN" registry="$tmp/m.vbox" \
        snapshot="Before upgrade" vdidiff="$tmp/try.vdi" --run '
     $RANDOM_IO run "$uri" "$tmp/try.model" --ops 60 --seed try
-'
+' 2> "$tmp/err" || { cat "$tmp/err"; exit 1; }
+cat "$tmp/err"
+test -z "$(grep "note: serving" "$tmp/err")"
+nbdkit -U - -r "$VDI_PLUGIN" registry="$tmp/m.vbox" \
+       snapshot="Before upgrade" --run 'nbdinfo "$uri"' 2> "$tmp/err" ||
+    { cat "$tmp/err"; exit 1; }
+cat "$tmp/err"
+test -z "$(grep "note: serving" "$tmp/err")"
 test "$(sha256_of "$tmp/base.vdi")" = "$(echo "$before" | sed -n 1p)"
 test "$(vdi_field "$tmp/try.vdi" uuidLinkage)" = \
      "$(vdi_field "$tmp/base.vdi" uuidCreate)"
