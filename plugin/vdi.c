@@ -19,6 +19,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 #include <pthread.h>
+#include <sys/stat.h>
 
 #define NBDKIT_API_VERSION 2
 #include <nbdkit-plugin.h>
@@ -97,12 +98,32 @@ vdi_unload (void)
   free_strings (parent_dirs, nr_parent_dirs);
 }
 
-/* Append the absolute form of path to a list of strings. */
+/* The absolute form of the path given as key=path (what: "file" or
+ * "folder"), or NULL after an error that says which key
+ * (nbdkit_realpath's does not, and calls an empty path a null one).
+ */
+static char *
+absolute_path (const char *key, const char *path, const char *what)
+{
+  char *abs;
+
+  if (*path == '\0') {
+    nbdkit_error ("%s= needs a %s name", key, what);
+    return NULL;
+  }
+  abs = realpath (path, NULL);
+  if (abs == NULL)
+    nbdkit_error ("%s=%s: %m", key, path);
+  return abs;
+}
+
+/* Append the absolute form of key=path to a list of strings. */
 static int
-append_path (char ***list, size_t *n, const char *path)
+append_path (char ***list, size_t *n, const char *key, const char *path,
+             const char *what)
 {
   char **new_list;
-  char *abs = nbdkit_realpath (path);
+  char *abs = absolute_path (key, path, what);
 
   if (abs == NULL)
     return -1;
@@ -122,17 +143,26 @@ vdi_config (const char *key, const char *value)
 {
   if (strcmp (key, "file") == 0) {
     free (filename);
-    filename = nbdkit_realpath (value);
+    filename = absolute_path (key, value, "file");
     if (filename == NULL)
       return -1;
   }
   else if (strcmp (key, "registry") == 0) {
-    if (append_path (&registry_files, &nr_registry_files, value) == -1)
+    if (append_path (&registry_files, &nr_registry_files, key, value,
+                     "file") == -1)
       return -1;
   }
   else if (strcmp (key, "parent-dir") == 0) {
-    if (append_path (&parent_dirs, &nr_parent_dirs, value) == -1)
+    struct stat st;
+
+    if (append_path (&parent_dirs, &nr_parent_dirs, key, value,
+                     "folder") == -1)
       return -1;
+    if (stat (parent_dirs[nr_parent_dirs - 1], &st) == 0 &&
+        !S_ISDIR (st.st_mode)) {
+      nbdkit_error ("parent-dir=%s: not a folder", value);
+      return -1;
+    }
   }
   else if (strcmp (key, "uuid") == 0) {
     struct vdi_uuid uuid;
@@ -161,6 +191,12 @@ vdi_config (const char *key, const char *value)
     autoreset_set = true;
   }
   else if (strcmp (key, "disk") == 0) {
+    /* nbdkit_parse_unsigned calls "abc" an empty string. */
+    if (*value == '\0' || strspn (value, "0123456789") != strlen (value)) {
+      nbdkit_error ("disk: '%s' is not a disk number: the machine's hard "
+                    "disks are numbered from 0", value);
+      return -1;
+    }
     if (nbdkit_parse_unsigned ("disk", value, &disk_index) == -1)
       return -1;
     disk_index_set = true;
@@ -305,6 +341,47 @@ registry_name (void)
   return nr_registry_files == 1 ? registry_files[0] : "the media registries";
 }
 
+/* The snapshot of the machine (if any) named text or whose UUID is
+ * text, or NULL; quiet.
+ */
+static const struct vbox_snapshot *
+snapshot_named (const struct vbox_machine *machine, const char *text)
+{
+  struct vdi_uuid uuid;
+  bool is_uuid = vdi_uuid_parse (text, &uuid) == 0;
+  size_t i;
+
+  for (i = 0; machine && i < machine->nr_snapshots; ++i)
+    if (strcmp (machine->snapshots[i].name, text) == 0 ||
+        (is_uuid && vdi_uuid_equal (&machine->snapshots[i].uuid, &uuid)))
+      return &machine->snapshots[i];
+  return NULL;
+}
+
+/* uuid= names no medium: say what it names instead, if the machine
+ * knows it.
+ */
+static void
+no_such_medium (const struct vbox_machine *machine,
+                const struct vdi_uuid *uuid)
+{
+  const struct vbox_snapshot *snapshot = snapshot_named (machine, uuid_param);
+  char uuid_str[VDI_UUID_STRLEN];
+
+  vdi_uuid_format (uuid, uuid_str);
+  if (snapshot)
+    nbdkit_error ("%s: %s is the UUID of snapshot \"%s\" of machine "
+                  "\"%s\", not of a medium: choose a snapshot with "
+                  "snapshot=", machine->filename, uuid_str, snapshot->name,
+                  machine->name);
+  else if (machine && vdi_uuid_equal (&machine->uuid, uuid))
+    nbdkit_error ("%s: %s is the UUID of machine \"%s\", not of a "
+                  "medium: choose its disk with disk=",
+                  machine->filename, uuid_str, machine->name);
+  else
+    nbdkit_error ("medium %s is not in %s", uuid_str, registry_name ());
+}
+
 /* Choose the medium to serve from the registry: uuid=, or the
  * machine's disk=N (default the first hard disk), now or at
  * snapshot=.
@@ -325,8 +402,7 @@ select_medium (void)
     vdi_uuid_parse (uuid_param, &uuid);
     medium = vbox_registry_find_uuid (registry, &uuid);
     if (medium == NULL)
-      nbdkit_error ("medium %s is not in %s",
-                    vdi_uuid_format (&uuid, uuid_str), registry_name ());
+      no_such_medium (machine, &uuid);
     return medium;
   }
 
@@ -337,7 +413,18 @@ select_medium (void)
   }
   if (snapshot_param) {
     const struct vbox_snapshot *snapshot;
+    struct vdi_uuid uuid;
 
+    /* A medium's UUID where a snapshot's was meant. */
+    if (snapshot_named (machine, snapshot_param) == NULL &&
+        vdi_uuid_parse (snapshot_param, &uuid) == 0 &&
+        (medium = vbox_registry_find_uuid (registry, &uuid)) != NULL) {
+      nbdkit_error ("%s: %s is the UUID of medium %s, not of a snapshot "
+                    "of machine \"%s\": choose a medium with uuid=",
+                    machine->filename, vdi_uuid_format (&uuid, uuid_str),
+                    medium->location, machine->name);
+      return NULL;
+    }
     snapshot = vbox_machine_find_snapshot (machine, snapshot_param);
     if (snapshot == NULL)
       return NULL;

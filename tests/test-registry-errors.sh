@@ -4,8 +4,10 @@
 # SPDX-License-Identifier: BSD-3-Clause
 
 # Registries (registry=) that must be refused, and choices (uuid=,
-# snapshot=, disk=) that name nothing: each gives exactly one error
-# line naming the file, UUID or choice concerned, nbdkit exits
+# snapshot=, disk=) that name nothing or something of another kind,
+# and paths (file=, registry=, parent-dir=) that are missing, empty or
+# not a folder: each gives exactly one error line naming the file,
+# UUID, key or choice concerned (saying what it is), nbdkit exits
 # non-zero (not by a signal), quickly, and no file changes.  Hostile
 # XML: external entities, entity expansion bombs, 100000-deep
 # nesting, missing and malformed attributes, duplicate UUIDs, files
@@ -85,6 +87,38 @@ expect_fail disk-too-big Err.vbox "disk=2" "2 hard disks" -- \
 expect_fail disk-too-big-snapshot Err.vbox "disk=7" -- \
     registry="$vbox" disk=7 snapshot="$s0"
 expect_fail disk-not-number "disk" "1x" -- registry="$vbox" disk=1x
+for d in abc "" -1; do
+    expect_fail "disk-value-${d:-empty}" \
+        "nbdkit: error: disk: '$d' is not a disk number: the machine's hard disks are numbered from 0" \
+        -- registry="$vbox" disk="$d"
+done
+# A UUID of the wrong kind says what it is the UUID of.
+expect_fail uuid-of-snapshot \
+    "nbdkit: error: $vbox: $s0 is the UUID of snapshot \"Same\" of machine \"Err\", not of a medium: choose a snapshot with snapshot=" \
+    -- registry="$vbox" uuid="$s0"
+machine_uuid="$(grep -o '<Machine uuid="{[^}]*' "$vbox" | cut -d'{' -f2)"
+expect_fail uuid-of-machine \
+    "nbdkit: error: $vbox: $machine_uuid is the UUID of machine \"Err\", not of a medium: choose its disk with disk=" \
+    -- registry="$vbox" uuid="$machine_uuid"
+expect_fail snapshot-of-medium \
+    "nbdkit: error: $vbox: $top is the UUID of medium $(media_path "$m" 0 2), not of a snapshot of machine \"Err\": choose a medium with uuid=" \
+    -- registry="$vbox" snapshot="$(upper_braced "$top")"
+# Files and folders that are not there, or not given, name their key.
+expect_fail file-missing "nbdkit: error: file=$tmp/nope.vdi: No such file or directory" \
+    -- file="$tmp/nope.vdi"
+expect_fail file-missing-magic \
+    "nbdkit: error: file=$tmp/nope.vdi: No such file or directory" \
+    -- "$tmp/nope.vdi"
+expect_fail file-empty "nbdkit: error: file= needs a file name" -- file=
+expect_fail registry-empty "nbdkit: error: registry= needs a file name" \
+    -- registry=
+expect_fail parent-dir-empty "nbdkit: error: parent-dir= needs a folder name" \
+    -- parent-dir= "$(media_path "$m" 0 2)"
+expect_fail parent-dir-missing \
+    "nbdkit: error: parent-dir=$tmp/nope: No such file or directory" \
+    -- parent-dir="$tmp/nope" "$(media_path "$m" 0 2)"
+expect_fail parent-dir-file "nbdkit: error: parent-dir=$vbox: not a folder" \
+    -- parent-dir="$vbox" "$(media_path "$m" 0 2)"
 # Keys that do not go together.
 expect_fail uuid-no-registry "registry=" -- \
     "$(media_path "$m" 0 2)" uuid="$top"
