@@ -46,6 +46,14 @@ chain_open (const char *rel, const char *const *dirs, size_t nr_dirs,
   return vdi_chain_open (at (rel), 0, &search);
 }
 
+static bool
+ends_with (const char *s, const char *suffix)
+{
+  const size_t len = strlen (s), suffix_len = strlen (suffix);
+
+  return len >= suffix_len && strcmp (s + len - suffix_len, suffix) == 0;
+}
+
 static char uuid_buf[VDI_UUID_STRLEN];
 
 static const char *
@@ -477,6 +485,73 @@ test_open_ambiguous (void)
   CU_ASSERT_PTR_NOT_NULL (strstr (test_log.last_error,
                                   at ("M/Snapshots/copy.vdi")));
   CU_ASSERT_PTR_NOT_NULL (strstr (test_log.last_error, uuid_str (&base)));
+  /* No registry chooses: it says what does. */
+  CU_ASSERT (ends_with (test_log.last_error,
+                        " both have this UUID; no settings file beside them "
+                        "registers either, so move the one that is not "
+                        "the parent out of the folders searched"));
+
+  /* A settings file beside them that registers one chooses; one that
+   * registers another UUID, or is no settings file, does not.
+   */
+  {
+    char xml[512], expected[PATH_MAX + 64], dir[PATH_MAX];
+    const char *dirs[] = { dir };
+    char u1[VDI_UUID_STRLEN];
+
+    vdi_uuid_format (&base.h.uuid_create, u1);
+    snprintf (xml, sizeof xml,
+              "<HardDisk uuid=\"{%s}\" location=\"base.vdi\" "
+              "format=\"VDI\"/>", u1);
+    write_vbox ("M/M.vbox", xml);
+    write_vbox ("M/Snapshots/other.vbox",
+                "<HardDisk uuid=\"{5eed0000-0000-4000-8000-0000000000aa}\" "
+                "location=\"copy.vdi\" format=\"VDI\"/>");
+    write_vbox ("M/Snapshots/junk.vbox", "<HardDisk");
+    test_log_reset ();
+    chain = chain_open ("M/Snapshots/top.vdi", NULL, 0, NULL);
+    CU_ASSERT_PTR_NULL (chain);
+    ASSERT_ONE_ERROR (at ("M/Snapshots/top.vdi"), "ambiguous");
+    snprintf (expected, sizeof expected, " both have this UUID "
+              "(use registry=%s to choose)", at ("M/M.vbox"));
+    CU_ASSERT (ends_with (test_log.last_error, expected));
+
+    /* A copy in a folder that only parent-dir= adds: leaving it out
+     * chooses (as would the registry).
+     */
+    mkdirs ("store");
+    CU_ASSERT_EQUAL (rename (at ("M/Snapshots/copy.vdi"),
+                             at ("store/copy.vdi")), 0);
+    snprintf (dir, sizeof dir, "%s", at ("store"));
+    test_log_reset ();
+    chain = chain_open ("M/Snapshots/top.vdi", dirs, 1, NULL);
+    CU_ASSERT_PTR_NULL (chain);
+    ASSERT_ONE_ERROR (at ("M/Snapshots/top.vdi"), at ("store/copy.vdi"));
+    snprintf (expected, sizeof expected, " both have this UUID "
+              "(use registry=%s, or leave out parent-dir=%s, to choose)",
+              at ("M/M.vbox"), at ("store"));
+    CU_ASSERT (ends_with (test_log.last_error, expected));
+    CU_ASSERT_EQUAL (unlink (at ("M/M.vbox")), 0);
+    test_log_reset ();
+    chain = chain_open ("M/Snapshots/top.vdi", dirs, 1, NULL);
+    CU_ASSERT_PTR_NULL (chain);
+    snprintf (expected, sizeof expected, " both have this UUID "
+              "(leave out parent-dir=%s to choose)", at ("store"));
+    CU_ASSERT (ends_with (test_log.last_error, expected));
+
+    /* A folder that is searched anyway: leaving it out changes
+     * nothing.
+     */
+    CU_ASSERT_EQUAL (rename (at ("store/copy.vdi"),
+                             at ("M/Snapshots/copy.vdi")), 0);
+    snprintf (dir, sizeof dir, "%s", at ("M/Snapshots"));
+    test_log_reset ();
+    chain = chain_open ("M/Snapshots/top.vdi", dirs, 1, NULL);
+    CU_ASSERT_PTR_NULL (chain);
+    ASSERT_ONE_ERROR (at ("M/Snapshots/top.vdi"), "ambiguous");
+    CU_ASSERT (ends_with (test_log.last_error, "move the one that is not "
+                          "the parent out of the folders searched"));
+  }
 
   /* A symbolic and a hard link to the parent are the parent. */
   test_log_reset ();

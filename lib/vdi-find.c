@@ -51,6 +51,8 @@ struct candidate {
 struct finder {
   const struct vdi_parent_search *search;
   char **scanned;               /* folders already read, realpath */
+  bool *user_only;              /* scanned[i] is only one of search->dirs,
+                                 * not a folder of the images */
   size_t nr_scanned;
   struct candidate *candidates;
   size_t nr_candidates;
@@ -64,6 +66,7 @@ finder_free (struct finder *f)
   for (i = 0; i < f->nr_scanned; ++i)
     free (f->scanned[i]);
   free (f->scanned);
+  free (f->user_only);
   for (i = 0; i < f->nr_candidates; ++i)
     free (f->candidates[i].path);
   free (f->candidates);
@@ -134,15 +137,17 @@ decode_broken (const char *path, struct vdi_uuid *uuid)
   return ok;
 }
 
-/* Read the header of every VDI file in dir, once per folder.  Files
- * that are not valid VDI images are skipped (with a debug message);
- * those whose header decodes are remembered as broken.
+/* Read the header of every VDI file in dir, once per folder (user:
+ * dir is one of search->dirs).  Files that are not valid VDI images
+ * are skipped (with a debug message); those whose header decodes are
+ * remembered as broken.
  */
 static int
-scan_folder (struct finder *f, const char *dir)
+scan_folder (struct finder *f, const char *dir, bool user)
 {
   CLEANUP_FREE char *real = realpath (dir, NULL);
   char **scanned;
+  bool *user_only;
   DIR *d;
   struct dirent *ent;
   size_t i;
@@ -150,14 +155,23 @@ scan_folder (struct finder *f, const char *dir)
   if (real == NULL)             /* a folder that does not exist */
     return 0;
   for (i = 0; i < f->nr_scanned; ++i)
-    if (strcmp (f->scanned[i], real) == 0)
+    if (strcmp (f->scanned[i], real) == 0) {
+      f->user_only[i] = f->user_only[i] && user;
       return 0;
+    }
   scanned = realloc (f->scanned, (f->nr_scanned + 1) * sizeof *scanned);
   if (scanned == NULL) {
     vdi_error ("realloc: %m");
     return -1;
   }
   f->scanned = scanned;
+  user_only = realloc (f->user_only, (f->nr_scanned + 1) * sizeof *user_only);
+  if (user_only == NULL) {
+    vdi_error ("realloc: %m");
+    return -1;
+  }
+  f->user_only = user_only;
+  f->user_only[f->nr_scanned] = user;
   f->scanned[f->nr_scanned++] = real;
   real = NULL;
   dir = f->scanned[f->nr_scanned - 1];
@@ -228,8 +242,8 @@ scan_around (struct finder *f, const char *path)
     vdi_error ("strdup: %m");
     return -1;
   }
-  if (scan_folder (f, dirname (copy1)) == -1 ||
-      scan_folder (f, dirname (dirname (copy2))) == -1)
+  if (scan_folder (f, dirname (copy1), false) == -1 ||
+      scan_folder (f, dirname (dirname (copy2)), false) == -1)
     return -1;
   return 0;
 }
@@ -266,7 +280,7 @@ scan_for_parent (struct finder *f, const struct vdi_image *child)
   if (scan_around (f, vdi_image_filename (child)) == -1)
     return -1;
   for (i = 0; i < f->search->nr_dirs; ++i)
-    if (scan_folder (f, f->search->dirs[i]) == -1)
+    if (scan_folder (f, f->search->dirs[i], true) == -1)
       return -1;
   return 0;
 }
@@ -298,24 +312,195 @@ find_candidate (const struct finder *f, const struct vdi_uuid *want,
   return found;
 }
 
-/* " (use DIRS or REGISTRY WHAT)" with the options the user has for
- * more folders (if dirs) and a registry, as the caller named them, or
- * "" if it named none.  Written into buf[256].
+/* " (use DIRS or REGISTRY)" with the options the user has for more
+ * folders and a registry, as the caller named them, or "" if it named
+ * none.  Written into buf[256].
  */
 static const char *
-search_hint (const struct vdi_parent_search *search, bool dirs,
-             const char *what, char *buf)
+search_hint (const struct vdi_parent_search *search, char *buf)
 {
-  const char *a = dirs ? search->dirs_option : NULL;
+  const char *a = search->dirs_option;
   const char *b = search->registry_option;
 
   if (a && b)
-    snprintf (buf, 256, " (use %s or %s%s)", a, b, what);
+    snprintf (buf, 256, " (use %s or %s)", a, b);
   else if (a || b)
-    snprintf (buf, 256, " (use %s%s)", a ? a : b, what);
+    snprintf (buf, 256, " (use %s)", a ? a : b);
   else
     buf[0] = '\0';
   return buf;
+}
+
+/* Append s to the list unless it is there already. */
+static int
+append_unique (char ***list, size_t *n, const char *s)
+{
+  size_t i;
+
+  for (i = 0; i < *n; ++i)
+    if (strcmp ((*list)[i], s) == 0)
+      return 0;
+  return vdi_strings_append (list, n, s);
+}
+
+/* Does the settings file at path register uuid at the file of one of
+ * the candidates?  Quiet: it may be anything named .vbox.
+ */
+static bool
+registers (const char *path, const struct vdi_uuid *uuid,
+           const struct candidate *const *candidates, size_t n)
+{
+  struct vbox_registry *reg;
+  const struct vbox_medium *medium;
+  struct stat st;
+  bool was_quiet, r = false;
+  size_t i;
+
+  was_quiet = vdi_quiet (true);
+  reg = vbox_registry_new ();
+  if (reg && vbox_registry_load (reg, path) == 0 &&
+      (medium = vbox_registry_find_uuid (reg, uuid)) != NULL &&
+      stat (medium->location, &st) == 0)
+    for (i = 0; i < n; ++i)
+      r = r || (st.st_dev == candidates[i]->dev &&
+                st.st_ino == candidates[i]->ino);
+  vbox_registry_free (reg);
+  vdi_quiet (was_quiet);
+  return r;
+}
+
+/* Append to *list the settings files (*.vbox) in dir that register
+ * uuid at the file of one of the candidates.
+ */
+static int
+registries_in (const char *dir, const struct vdi_uuid *uuid,
+               const struct candidate *const *candidates, size_t n,
+               char ***list, size_t *nr)
+{
+  DIR *d = opendir (dir);
+  struct dirent *ent;
+  int r = 0;
+
+  if (d == NULL)
+    return 0;
+  while (r == 0 && (ent = readdir (d)) != NULL) {
+    CLEANUP_FREE char *path = NULL;
+    size_t len = strlen (ent->d_name);
+
+    if (len <= 5 || strcasecmp (ent->d_name + len - 5, ".vbox") != 0)
+      continue;
+    if (asprintf (&path, "%s/%s", dir, ent->d_name) == -1) {
+      vdi_error ("asprintf: %m");
+      r = -1;
+    }
+    else if (registers (path, uuid, candidates, n))
+      r = append_unique (list, nr, path);
+  }
+  closedir (d);
+  return r;
+}
+
+static int
+compare_strings (const void *a, const void *b)
+{
+  return strcmp (*(char *const *) a, *(char *const *) b);
+}
+
+/* "OPTION VALUE", or "OPTION=VALUE" for an option ending in '='. */
+static void
+print_option (FILE *fp, const char *option, const char *value)
+{
+  const size_t len = strlen (option);
+
+  fprintf (fp, "%s%s%s", option,
+           len > 0 && option[len - 1] == '=' ? "" : " ", value);
+}
+
+/* Print " A or B or C" of the values of option. */
+static void
+print_choices (FILE *fp, const char *option, char **values, size_t n)
+{
+  size_t i;
+
+  for (i = 0; i < n; ++i) {
+    fprintf (fp, "%s", i == 0 ? " " : " or ");
+    print_option (fp, option, values[i]);
+  }
+}
+
+/* What chooses between two files that both have the parent's UUID,
+ * for the end of the error: a settings file beside them that
+ * registers one ("use registry=FILE"), a folder that only the user
+ * added and that holds one ("leave out parent-dir=DIR"), or, when
+ * neither is there, moving the wrong one away.  NULL after an error.
+ */
+static char *
+ambiguity_hint (const struct finder *f, const struct vdi_uuid *uuid,
+                const struct candidate *a, const struct candidate *b)
+{
+  const struct candidate *const pair[] = { a, b };
+  const struct vdi_parent_search *search = f->search;
+  char **registries = NULL, **dirs = NULL, *hint = NULL;
+  size_t nr_registries = 0, nr_dirs = 0, i, j, len;
+  FILE *fp;
+
+  for (i = 0; i < 2; ++i) {
+    CLEANUP_FREE char *copy1 = strdup (pair[i]->path);
+    CLEANUP_FREE char *copy2 = strdup (pair[i]->path);
+    const char *folder;
+
+    if (copy1 == NULL || copy2 == NULL) {
+      vdi_error ("strdup: %m");
+      goto out;
+    }
+    folder = dirname (copy1);
+    if (search->registry_option &&
+        (registries_in (folder, uuid, pair, 2,
+                        &registries, &nr_registries) == -1 ||
+         registries_in (dirname (dirname (copy2)), uuid, pair, 2,
+                        &registries, &nr_registries) == -1))
+      goto out;
+    for (j = 0; search->dirs_option && j < f->nr_scanned; ++j)
+      if (f->user_only[j] && strcmp (f->scanned[j], folder) == 0 &&
+          append_unique (&dirs, &nr_dirs, folder) == -1)
+        goto out;
+  }
+  /* Folders list their files in no particular order. */
+  qsort (registries, nr_registries, sizeof *registries, compare_strings);
+
+  fp = open_memstream (&hint, &len);
+  if (fp == NULL) {
+    vdi_error ("open_memstream: %m");
+    goto out;
+  }
+  if (nr_registries > 0 || nr_dirs > 0) {
+    fprintf (fp, " (");
+    if (nr_registries > 0) {
+      fprintf (fp, "use");
+      print_choices (fp, search->registry_option, registries, nr_registries);
+    }
+    if (nr_registries > 0 && nr_dirs > 0)
+      fprintf (fp, ", or ");
+    if (nr_dirs > 0) {
+      fprintf (fp, "leave out");
+      print_choices (fp, search->dirs_option, dirs, nr_dirs);
+    }
+    fprintf (fp, "%s to choose)", nr_registries > 0 && nr_dirs > 0 ? "," : "");
+  }
+  else
+    fprintf (fp, "; %smove the one that is not the parent out of the "
+             "folders searched", search->registry_option
+             ? "no settings file beside them registers either, so " : "");
+  if (fclose (fp) == EOF) {
+    vdi_error ("fclose: %m");
+    free (hint);
+    hint = NULL;
+  }
+
+ out:
+  vdi_strings_free (registries, nr_registries);
+  vdi_strings_free (dirs, nr_dirs);
+  return hint;
 }
 
 /* Does an unfinished merge explain why the image in child_path links
@@ -370,10 +555,13 @@ find_parent_in_folders (struct finder *f, const struct vdi_image *child)
 
   found = find_candidate (f, want, false, &other);
   if (other) {
-    vdi_error ("%s: parent %s is ambiguous: %s and %s both have this "
-               "UUID%s", vdi_image_filename (child),
-               vdi_uuid_format (want, uuid), found->path, other->path,
-               search_hint (f->search, false, " to choose", hint));
+    CLEANUP_FREE char *choose = ambiguity_hint (f, want, found, other);
+
+    if (choose)
+      vdi_error ("%s: parent %s is ambiguous: %s and %s both have this "
+                 "UUID%s", vdi_image_filename (child),
+                 vdi_uuid_format (want, uuid), found->path, other->path,
+                 choose);
     return NULL;
   }
   if (found == NULL && (found = find_candidate (f, want, true, &other))) {
@@ -399,7 +587,7 @@ find_parent_in_folders (struct finder *f, const struct vdi_image *child)
     vdi_error ("%s: parent %s not found; looked in %s%s",
                vdi_image_filename (child), vdi_uuid_format (want, uuid),
                where ? where : "its folders",
-               search_hint (f->search, true, "", hint));
+               search_hint (f->search, hint));
     return NULL;
   }
   r = strdup (found->path);
@@ -594,7 +782,7 @@ scan_for_children (struct finder *f, const struct vdi_image *parent)
     return -1;
   }
   dir = dirname (copy);
-  if (scan_folder (f, dir) == -1)
+  if (scan_folder (f, dir, false) == -1)
     return -1;
   d = opendir (dir);
   if (d) {
@@ -610,7 +798,7 @@ scan_for_children (struct finder *f, const struct vdi_image *parent)
         return -1;
       }
       if (stat (sub, &st) == 0 && S_ISDIR (st.st_mode) &&
-          scan_folder (f, sub) == -1) {
+          scan_folder (f, sub, false) == -1) {
         closedir (d);
         return -1;
       }
@@ -618,7 +806,7 @@ scan_for_children (struct finder *f, const struct vdi_image *parent)
     closedir (d);
   }
   for (i = 0; i < f->search->nr_dirs; ++i)
-    if (scan_folder (f, f->search->dirs[i]) == -1)
+    if (scan_folder (f, f->search->dirs[i], true) == -1)
       return -1;
   return 0;
 }

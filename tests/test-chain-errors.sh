@@ -175,10 +175,11 @@ mkchild "$tmp/child-over-impostor.vdi" "$d/impostor.vdi" --blocks FFFFZ \
         --size 5M --seed child.vdi
 cmp "$d/Snapshots/child.vdi" "$tmp/child-over-impostor.vdi"
 ! cmp -s "$d/Snapshots/child.vdi.raw" "$tmp/child-over-impostor.vdi.raw"
-# (The two files are named in the order the folder lists them.)
-expect_fail ambiguous \
-    "nbdkit: error: $d/Snapshots/child.vdi: parent c0c0c0c0-0000-4000-8000-000000000031 is ambiguous: " \
-    " both have this UUID (use registry= to choose)" \
+# (The two files are named in the order the folder lists them.)  No
+# registry is there to choose, so it does not suggest one.
+ambiguous="nbdkit: error: $d/Snapshots/child.vdi: parent c0c0c0c0-0000-4000-8000-000000000031 is ambiguous: "
+expect_fail ambiguous "$ambiguous" \
+    " both have this UUID; no settings file beside them registers either, so move the one that is not the parent out of the folders searched" \
     "$d/base.vdi" "$d/impostor.vdi" -- "$d/Snapshots/child.vdi"
 cu="$(vdi_uuid "$d/Snapshots/child.vdi")"
 write_vbox "$d/base.vbox" "$cu" <<EOF
@@ -187,6 +188,10 @@ write_vbox "$d/base.vbox" "$cu" <<EOF
         </HardDisk>
 EOF
 sed 's/"base.vdi"/"impostor.vdi"/' "$d/base.vbox" > "$d/impostor.vbox"
+# Now there are: the error names them.
+expect_fail ambiguous-registries "$ambiguous" \
+    " both have this UUID (use registry=$d/base.vbox or registry=$d/impostor.vbox to choose)" \
+    "$d/base.vdi" "$d/impostor.vdi" -- "$d/Snapshots/child.vdi"
 check_served twins-base "$d/Snapshots/child.vdi.raw" \
     "$d/Snapshots/child.vdi.ext" registry="$d/base.vbox"
 check_served twins-impostor "$tmp/child-over-impostor.vdi.raw" \
