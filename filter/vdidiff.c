@@ -198,7 +198,7 @@ create_image (const char *path, uint64_t size, bool known_parent,
     return -1;
   }
   vdi_header_init_dynamic (&h, VDI_TYPE_DIFF, size, block_size);
-  snprintf (h.comment, sizeof h.comment, "nbdkit vdidiff filter");
+  snprintf (h.comment, sizeof h.comment, "%s", VDI_VDIDIFF_COMMENT);
   if (vdi_uuid_generate (&h.uuid_create) == -1 ||
       vdi_uuid_generate (&h.uuid_modify) == -1)
     return -1;

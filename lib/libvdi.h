@@ -222,6 +222,13 @@ extern void vdi_chain_free (struct vdi_chain *chain);
 extern struct vdi_chain *vdi_layer_new (struct vdi_image *img)
   __attribute__ ((__nonnull__ (1)));
 
+/* The comment of the differencing images the vdidiff filter creates.
+ * Over a disk that is not a VDI image it has no parent modification
+ * UUID to record, so such a layer has a null one: vdi_chain_open then
+ * says that no VDI image is its parent, rather than "not found".
+ */
+#define VDI_VDIDIFF_COMMENT "nbdkit vdidiff filter"
+
 /* A description of the chain for people, which also carries the top
  * image's UUIDs: "VirtualBox <type> image {<create>}, modification
  * {<modify>}, chain depth <N>".  The vdidiff filter reads it back

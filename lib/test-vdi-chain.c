@@ -685,6 +685,60 @@ test_open_fixed_in_middle (void)
   dir_remove ();
 }
 
+/* A layer that the vdidiff filter made over a disk that is not a VDI
+ * image (its comment, a null parent modification UUID): the error
+ * says so and how to serve it, with or without a registry.  Without
+ * the comment, or with a parent modification UUID, the parent is
+ * merely missing.
+ */
+static void
+test_open_layer_over_other (void)
+{
+  struct img base, top;
+  struct vdi_chain *chain;
+  struct vbox_registry *reg;
+  char u[VDI_UUID_STRLEN];
+
+  dir_make ();
+  img_base (&base, 1, 2, "DD");
+  img_child (&top, 3, &base, "DF");
+  memset (&top.h.uuid_parent_modify, 0, sizeof top.h.uuid_parent_modify);
+  strcpy (top.h.comment, VDI_VDIDIFF_COMMENT);
+  img_write (&top, "layer.vdi");
+  vdi_uuid_format (&base.h.uuid_create, u);
+  chain = chain_open ("layer.vdi", NULL, 0, NULL);
+  CU_ASSERT_PTR_NULL (chain);
+  ASSERT_ONE_ERROR (at ("layer.vdi"), "made this differencing image over "
+                    "a disk that is not a VDI image");
+  CU_ASSERT_PTR_NOT_NULL (strstr (test_log.last_error, u));
+  CU_ASSERT_PTR_NOT_NULL (strstr (test_log.last_error, "--filter=vdidiff"));
+
+  write_vbox ("M.vbox", "");
+  reg = vbox_registry_new ();
+  CU_ASSERT_EQUAL_FATAL (vbox_registry_load (reg, at ("M.vbox")), 0);
+  test_log_reset ();
+  chain = chain_open ("layer.vdi", NULL, 0, reg);
+  CU_ASSERT_PTR_NULL (chain);
+  ASSERT_ONE_ERROR (at ("layer.vdi"), "not a VDI image");
+  vbox_registry_free (reg);
+
+  /* Any other image with a missing parent. */
+  strcpy (top.h.comment, "");
+  img_write (&top, "other.vdi");
+  test_log_reset ();
+  chain = chain_open ("other.vdi", NULL, 0, NULL);
+  CU_ASSERT_PTR_NULL (chain);
+  ASSERT_ONE_ERROR (at ("other.vdi"), "not found");
+  strcpy (top.h.comment, VDI_VDIDIFF_COMMENT);
+  top.h.uuid_parent_modify = base.h.uuid_modify;
+  img_write (&top, "lost.vdi");
+  test_log_reset ();
+  chain = chain_open ("lost.vdi", NULL, 0, NULL);
+  CU_ASSERT_PTR_NULL (chain);
+  ASSERT_ONE_ERROR (at ("lost.vdi"), "not found");
+  dir_remove ();
+}
+
 /* A parent that is there but broken: the error names it (not "not
  * found").
  */
@@ -1119,6 +1173,7 @@ main (void)
   ADD_TEST (s, test_open_cycle);
   ADD_TEST (s, test_open_fixed_in_middle);
   ADD_TEST (s, test_open_broken_parent);
+  ADD_TEST (s, test_open_layer_over_other);
   ADD_TEST (s, test_open_depth);
   ADD_TEST (s, test_open_registry);
 

@@ -541,6 +541,29 @@ merge_relinked (const char *child_path, const struct vbox_medium *x,
   return found;
 }
 
+/* If child is a layer that the vdidiff filter made over a disk that
+ * is not a VDI image, say so: its parent UUID is no VDI image's, and
+ * only the filter over that disk serves it.  Returns true if it did.
+ */
+static bool
+layer_over_other (const struct vdi_image *child)
+{
+  const struct vdi_header *h = vdi_image_header (child);
+  char uuid[VDI_UUID_STRLEN];
+
+  if (strcmp (h->comment, VDI_VDIDIFF_COMMENT) != 0 ||
+      !vdi_uuid_is_null (&h->uuid_parent_modify))
+    return false;
+  vdi_error ("%s: the vdidiff filter made this differencing image over a "
+             "disk that is not a VDI image (its parent UUID %s names no "
+             "VDI image): serve it with the filter over that disk "
+             "(--filter=vdidiff ... vdidiff=%s)",
+             vdi_image_filename (child),
+             vdi_uuid_format (&h->uuid_linkage, uuid),
+             vdi_image_filename (child));
+  return true;
+}
+
 /* Find the file of the parent of child by scanning folders. */
 static char *
 find_parent_in_folders (struct finder *f, const struct vdi_image *child)
@@ -582,8 +605,11 @@ find_parent_in_folders (struct finder *f, const struct vdi_image *child)
     return NULL;
   }
   if (found == NULL) {
-    CLEANUP_FREE char *where = searched_folders (f);
+    CLEANUP_FREE char *where = NULL;
 
+    if (layer_over_other (child))
+      return NULL;
+    where = searched_folders (f);
     vdi_error ("%s: parent %s not found; looked in %s%s",
                vdi_image_filename (child), vdi_uuid_format (want, uuid),
                where ? where : "its folders",
@@ -621,6 +647,8 @@ find_parent_in_registry (struct finder *f, const struct vdi_image *child)
 
   parent = vbox_registry_find_uuid (reg, &h->uuid_linkage);
   if (parent == NULL) {
+    if (layer_over_other (child))
+      return NULL;
     vdi_error ("%s: parent %s is not in the media registry%s%s",
                vdi_image_filename (child),
                vdi_uuid_format (&h->uuid_linkage, a),

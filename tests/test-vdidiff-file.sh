@@ -9,7 +9,9 @@
 # vdidiff-parent-uuid= (random without it), and a restart keeps the
 # data.  An existing layer made for another parent is refused with an
 # error naming both UUIDs; one whose size differs from the disk below,
-# and a file that is not a differencing image, are refused too.
+# and a file that is not a differencing image, are refused too.  The
+# vdi plugin alone says that such a layer needs the filter over its
+# disk.
 
 source ./functions.sh
 source "$abs_srcdir/write-functions.sh"
@@ -97,6 +99,18 @@ nbdkit -U - --filter="$VDIDIFF_FILTER" file "$tmp/base.raw" \
 test "$(vdi_field "$tmp/anon.vdi" uuidLinkage)" != \
      00000000000000000000000000000000
 $VDI_CHECK "$tmp/anon.vdi"
+
+# Either layer, served alone by the vdi plugin, says that it was made
+# over a disk that is not a VDI image, and how to serve it.
+# layer_alone NAME PARENT-UUID
+layer_alone ()
+{
+    expect_start_failure "$tmp/err" \
+        "nbdkit: error: $tmp/$1.vdi: the vdidiff filter made this differencing image over a disk that is not a VDI image (its parent UUID $2 names no VDI image): serve it with the filter over that disk (--filter=vdidiff ... vdidiff=$tmp/$1.vdi)" \
+        "$VDI_PLUGIN" "$tmp/$1.vdi"
+}
+layer_alone diff $u1
+layer_alone anon "$(uuid_text "$(vdi_field "$tmp/anon.vdi" uuidLinkage)")"
 
 # A base whose size is not a multiple of 512 cannot have a VDI layer.
 truncate -s 1000001 "$tmp/odd.raw"
