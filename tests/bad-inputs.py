@@ -559,7 +559,7 @@ def chain_cases(c):
     vdi(os.path.join(d, "top.vdi"), "--parent", os.path.join(d, "base.vdi"),
         "--blocks", "Fd", "--seed", "t")
     c.expect("chain-parent-dir-missing", "nbdkit", "nowhere",
-             "realpath: @DIR@/nowhere: No such file or directory",
+             "parent-dir=@DIR@/nowhere: No such file or directory",
              "file=@DIR@/top.vdi", "parent-dir=@DIR@/nowhere")
 
 
@@ -785,9 +785,9 @@ def settings_cases(c):
 
 def file_type_cases(c):
     not_reg = "not a regular file (%s): only files are VDI images"
-    # nbdkit resolves file= (nbdkit_realpath) before the plugin opens
-    # it: a name that leads nowhere is refused by the server itself.
-    realpath = "realpath: @DIR@/%s: No such file or directory"
+    # The plugin resolves file= (nbdkit_realpath) before it opens
+    # it: a name that leads nowhere is refused under its key.
+    realpath = "%s=@DIR@/%s: No such file or directory"
 
     def image_case(name, make, phrase, named="disk.vdi", tools=IMAGE_TOOLS):
         """file=NAMED, made by make(folder); phrase follows the name."""
@@ -824,7 +824,7 @@ def file_type_cases(c):
         d = c.case(name)
         if make:
             make(d)
-        c.expect(name, "nbdkit", "disk.vdi", realpath % "disk.vdi",
+        c.expect(name, "nbdkit", "disk.vdi", realpath % ("file", "disk.vdi"),
                  "file=@DIR@/disk.vdi")
         c.expect(name, "check,info", "disk.vdi",
                  "@DIR@/disk.vdi: open: No such file or directory",
@@ -855,7 +855,7 @@ def file_type_cases(c):
                   "@DIR@/m.vbox: " + not_settings % "a FIFO")
     registry_case("filetype-registry-dangling-symlink",
                   lambda p: os.symlink("gone.vbox", p),
-                  realpath % "m.vbox", tools="nbdkit")
+                  realpath % ("registry", "m.vbox"), tools="nbdkit")
     c.expect("filetype-registry-dangling-symlink", "snaplist", "m.vbox",
              "@DIR@/m.vbox: No such file or directory",
              "registry=@DIR@/m.vbox")
