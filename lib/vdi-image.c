@@ -130,9 +130,9 @@ set_lock (const struct vdi_image *img, int fd, short type)
 
   if (fcntl (fd, F_OFD_SETLK, &fl) == -1) {
     if (errno == EAGAIN || errno == EACCES)
-      vdi_error ("%s: image is in use: another process %s it",
+      vdi_error ("%s: image is in use: another process %s",
                  img->filename,
-                 type == F_WRLCK ? "has opened" : "is writing to");
+                 type == F_WRLCK ? "has opened it" : "has it open for writing");
     else
       vdi_error ("%s: lock: %m", img->filename);
     return -1;

@@ -109,7 +109,7 @@ served_refusal ()
                  "$@" "$VDI_PLUGIN" file="$served"
     for direction in --into-parent --into-child; do
         expect_merge_refused "$vm" \
-            "vdi-img: $named: image is in use: another process $how it" \
+            "vdi-img: $named: image is in use: another process $how" \
             $direction "$mid"
     done
     stop_server "$tmp/srv.pid"
@@ -118,14 +118,14 @@ served_refusal ()
 # start, a read-only one (-r) a shared lock; both hold the parents
 # with a shared lock.  The merge reads the parent (shared lock) before
 # it locks it, and locks mid at once.
-served_refusal "$base" "$base" "is writing to"
-served_refusal "$mid" "$mid" "has opened"
-served_refusal "$base" "$base" "has opened" -r
-served_refusal "$mid" "$mid" "has opened" -r
+served_refusal "$base" "$base" "has it open for writing"
+served_refusal "$mid" "$mid" "has opened it"
+served_refusal "$base" "$base" "has opened it" -r
+served_refusal "$mid" "$mid" "has opened it" -r
 # Serving top holds its parents too: mid is the first the merge wants
 # for itself.
-served_refusal "$top" "$mid" "has opened"
-served_refusal "$top" "$mid" "has opened" -r
+served_refusal "$top" "$mid" "has opened it"
+served_refusal "$top" "$mid" "has opened it" -r
 
 # A server that has written to the parent holds its exclusive lock:
 # the merge cannot even read it.
@@ -137,7 +137,7 @@ nbdsh -u "$(uri_of "$tmp/srv.sock")" \
       -c 'h.pwrite(b"x" * 512, 0)' -c 'h.flush()'
 for direction in --into-parent --into-child; do
     expect_merge_refused "$vmw" \
-        "vdi-img: $vmw/base.vdi: image is in use: another process is writing to it" \
+        "vdi-img: $vmw/base.vdi: image is in use: another process has it open for writing" \
         $direction "$vmw/Snapshots/mid.vdi"
 done
 stop_server "$tmp/srv.pid"

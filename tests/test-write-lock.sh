@@ -50,7 +50,7 @@ write_one ()
            conv=notrunc iflag=fullblock status=none
 }
 
-in_use_writing="nbdkit: error: $tmp/img.vdi: image is in use: another process is writing to it"
+in_use_writing="nbdkit: error: $tmp/img.vdi: image is in use: another process has it open for writing"
 in_use_open="nbdkit: error: $tmp/img.vdi: image is in use: another process has opened it"
 
 # --- Two writable servers, before either writes ------------------------
@@ -131,7 +131,7 @@ test "$(sed 's/.*) //' "/proc/$merge/stat" | cut -c1)" = T
 for f in base child; do
     for ro in "" -r; do
         expect_start_failure "$tmp/err" \
-            "nbdkit: error: $m/$f.vdi: image is in use: another process is writing to it" \
+            "nbdkit: error: $m/$f.vdi: image is in use: another process has it open for writing" \
             $ro "$VDI_PLUGIN" "$m/$f.vdi"
     done
 done
@@ -152,7 +152,7 @@ expect_start_failure "$tmp/err" \
     "nbdkit: error: $tmp/d1.vdi: image is in use: another process has opened it" \
     --filter="$VDIDIFF_FILTER" "$VDI_PLUGIN" "$tmp/img.vdi" vdidiff="$tmp/d1.vdi"
 expect_start_failure "$tmp/err" \
-    "nbdkit: error: $tmp/d1.vdi: image is in use: another process is writing to it" \
+    "nbdkit: error: $tmp/d1.vdi: image is in use: another process has it open for writing" \
     "$VDI_PLUGIN" "$tmp/d1.vdi" readonly=true
 # A second layer over the same base works at once.
 start_server "$tmp/g.pid" "$tmp/g.sock" "$tmp/g.log" -v \
