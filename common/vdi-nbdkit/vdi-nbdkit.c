@@ -125,10 +125,12 @@ vdi_nbdkit_preferred_block_size (const struct vdi_chain *chain)
  * write must lock its image at start, and one that will not must
  * create nothing, so both need -r before any client comes.
  *
- * nbdkit parses its options with getopt_long, stopping at the plugin
- * name; this reads /proc/self/cmdline the same way.  If it cannot be
- * read, the answer is "not read-only, no filters", which is how the
- * plugin and the filter behaved before they asked.
+ * nbdkit parses its options with getopt_long, which takes them
+ * anywhere up to "--", also after the plugin name and its parameters
+ * ("nbdkit vdi disk.vdi -r"), unless POSIXLY_CORRECT is set; this
+ * reads /proc/self/cmdline the same way.  If it cannot be read, the
+ * answer is "not read-only, no filters", which is how the plugin and
+ * the filter behaved before they asked.
  */
 struct server_options {
   bool parsed;
@@ -162,8 +164,8 @@ long_option_takes_argument (const char *name, size_t len)
   return false;
 }
 
-/* Call fn for every option before the plugin name, with its argument
- * (or NULL).  Short options come one at a time, as "-r".
+/* Call fn for every option, with its argument (or NULL).  Short
+ * options come one at a time, as "-r".
  */
 static void
 each_option (void (*fn) (const char *option, size_t len, const char *arg,
@@ -171,17 +173,23 @@ each_option (void (*fn) (const char *option, size_t len, const char *arg,
              void *opaque)
 {
   const char *end = server.args + server.len;
+  const bool in_order = getenv ("POSIXLY_CORRECT") != NULL;
   const char *arg;
 
   /* Skip argv[0]. */
   arg = server.args + strnlen (server.args, server.len) + 1;
-  while (arg < end && arg[0] == '-' && arg[1] != '\0') {
+  while (arg < end) {
     const char *next = arg + strlen (arg) + 1;
     const char *value = next < end ? next : NULL;
 
     if (strcmp (arg, "--") == 0)
       return;
-    if (arg[1] == '-') {
+    if (arg[0] != '-' || arg[1] == '\0') {
+      /* The plugin, or one of its parameters. */
+      if (in_order)
+        return;
+    }
+    else if (arg[1] == '-') {
       const char *name = arg + 2;
       const char *equals = strchr (name, '=');
       size_t len = equals ? (size_t) (equals - name) : strlen (name);
@@ -250,6 +258,37 @@ vdi_nbdkit_server_read_only (void)
 {
   parse_server_options ();
   return server.read_only;
+}
+
+struct option_search {
+  const char *long_name;
+  char short_name;
+  const char *arg;
+};
+
+static void
+note_option (const char *option, size_t len, const char *arg, void *opaque)
+{
+  struct option_search *search = opaque;
+
+  if (arg &&
+      ((len == 1 && search->short_name && *option == search->short_name) ||
+       (len == strlen (search->long_name) &&
+        strncmp (option, search->long_name, len) == 0)))
+    search->arg = arg;
+}
+
+const char *
+vdi_nbdkit_server_option (const char *long_name, char short_name)
+{
+  struct option_search search = {
+    .long_name = long_name, .short_name = short_name
+  };
+
+  parse_server_options ();
+  if (server.args)
+    each_option (note_option, &search);
+  return search.arg;
 }
 
 struct filter_search {

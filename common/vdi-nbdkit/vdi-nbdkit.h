@@ -47,6 +47,14 @@ extern uint32_t vdi_nbdkit_preferred_block_size (const struct vdi_chain *chain)
  */
 extern bool vdi_nbdkit_server_read_only (void);
 
+/* The argument of the server's option --long_name (or -short_name,
+ * unless short_name is 0) as given on its command line, the last one
+ * if repeated, or NULL: for example the pid file of -P.
+ */
+extern const char *vdi_nbdkit_server_option (const char *long_name,
+                                             char short_name)
+  __attribute__ ((__nonnull__ (1)));
+
 /* Whether the filter name ("vdidiff") is stacked on this server. */
 extern bool vdi_nbdkit_filter_stacked (const char *name)
   __attribute__ ((__nonnull__ (1)));
