@@ -26,7 +26,9 @@
 #include <inttypes.h>
 #include <errno.h>
 #include <unistd.h>
+#include <libgen.h>
 #include <pthread.h>
+#include <sys/stat.h>
 
 #define NBDKIT_API_VERSION 2
 #include <nbdkit-filter.h>
@@ -47,6 +49,16 @@ static bool autoreset;                  /* vdidiff-autoreset= */
 static uint32_t block_size = 1024 * 1024; /* vdidiff-block-size= */
 static struct vdi_uuid parent_uuid;     /* vdidiff-parent-uuid= */
 static bool parent_uuid_set;
+
+/* nbdkit's pid file and Unix socket (absolute), which nbdkit leaves
+ * behind when it exits: removed if vdidiff= is refused after the fork.
+ */
+static char *pidfile;
+static char *unix_socket;
+/* vdidiff= was refused after the fork, under --run: every client is
+ * refused (see refuse_to_serve).
+ */
+static bool refused;
 
 /* One differencing layer. */
 struct layer {
@@ -94,6 +106,8 @@ vdidiff_unload (void)
   free (layers);
   free (diff_file);
   free (diff_dir);
+  free (pidfile);
+  free (unix_socket);
 }
 
 static int
@@ -145,6 +159,23 @@ vdidiff_config (nbdkit_next_config *next, nbdkit_backend *nxdata,
     return next (nxdata, key, value);
 }
 
+/* The server's pid file and socket as absolute paths: nbdkit may
+ * change its folder when it forks.  "-U -" is nbdkit's own.
+ */
+static int
+note_server_files (void)
+{
+  const char *p = vdi_nbdkit_server_option ("pidfile", 'P');
+  const char *u = vdi_nbdkit_server_option ("unix", 'U');
+
+  if (p && (pidfile = nbdkit_absolute_path (p)) == NULL)
+    return -1;
+  if (u && strcmp (u, "-") != 0 &&
+      (unix_socket = nbdkit_absolute_path (u)) == NULL)
+    return -1;
+  return 0;
+}
+
 static int
 vdidiff_config_complete (nbdkit_next_config_complete *next,
                          nbdkit_backend *nxdata)
@@ -154,6 +185,8 @@ vdidiff_config_complete (nbdkit_next_config_complete *next,
                   "vdidiff=<FILE.vdi> or vdidiff-dir=<DIR>");
     return -1;
   }
+  if (diff_file && note_server_files () == -1)
+    return -1;
   return next (nxdata);
 }
 
@@ -214,6 +247,19 @@ create_image (const char *path, uint64_t size, bool known_parent,
   return vdi_image_create (path, &h);
 }
 
+static int
+check_differencing (const struct vdi_image *img, const char *path)
+{
+  const struct vdi_header *h = vdi_image_header (img);
+
+  if (h->type != VDI_TYPE_DIFF) {
+    nbdkit_error ("%s: is a %s image, not a differencing image",
+                  path, vdi_type_name (h->type));
+    return -1;
+  }
+  return 0;
+}
+
 /* Is img fit to be the layer over next: a differencing image of the
  * disk below (when known) and of its size?
  */
@@ -225,11 +271,8 @@ check_layer_image (const struct vdi_image *img, const char *path,
   const struct vdi_header *h = vdi_image_header (img);
   char a[VDI_UUID_STRLEN], b[VDI_UUID_STRLEN];
 
-  if (h->type != VDI_TYPE_DIFF) {
-    nbdkit_error ("%s: is a %s image, not a differencing image",
-                  path, vdi_type_name (h->type));
+  if (check_differencing (img, path) == -1)
     return -1;
-  }
   if (known_parent && !vdi_uuid_equal (&h->uuid_linkage, linkage)) {
     nbdkit_error ("%s: differencing image of parent %s, but the disk "
                   "below is %s", path, vdi_uuid_format (&h->uuid_linkage, a),
@@ -307,18 +350,90 @@ layer_open (nbdkit_next *next, const char *path, struct vdi_image *img)
   return NULL;
 }
 
-/* With vdidiff=, an existing layer is opened (and locked) before
- * nbdkit forks, so that a bad or busy image stops nbdkit before it
- * starts a --run command.  Checking it against the plugin below has to
- * wait for after_fork.
+/* Can differencing images be created in dir?  Sets errno if not. */
+static int
+usable_folder (const char *dir)
+{
+  struct stat st;
+
+  if (stat (dir, &st) == -1)
+    return -1;
+  if (!S_ISDIR (st.st_mode)) {
+    errno = ENOTDIR;
+    return -1;
+  }
+  return access (dir, W_OK | X_OK);
+}
+
+/* Everything that does not need the plugin below is checked here,
+ * before nbdkit forks, so that a mistake stops nbdkit with an error
+ * before it serves or starts a --run command: the folders, and an
+ * existing layer of vdidiff=, which is opened (and locked) now.
+ * Checking it against the plugin below has to wait for after_fork.
  */
 static int
 vdidiff_get_ready (int thread_model)
 {
-  if (diff_file == NULL || access (diff_file, F_OK) == -1)
+  CLEANUP_FREE char *dir = NULL;
+
+  if (diff_dir) {
+    if (usable_folder (diff_dir) == -1) {
+      nbdkit_error ("%s: cannot keep differencing images in this "
+                    "folder: %m", diff_dir);
+      return -1;
+    }
     return 0;
+  }
+
+  if (access (diff_file, F_OK) == -1) {
+    dir = strdup (diff_file);
+    if (dir == NULL) {
+      nbdkit_error ("strdup: %m");
+      return -1;
+    }
+    if (usable_folder (dirname (dir)) == -1) {
+      nbdkit_error ("%s: cannot create the differencing image: %s: %m",
+                    diff_file, dir);
+      return -1;
+    }
+    return 0;
+  }
   early_image = vdi_image_open (diff_file, VDI_OPEN_WRITE);
-  return early_image ? 0 : -1;
+  if (early_image == NULL)
+    return -1;
+  if (check_differencing (early_image, diff_file) == -1) {
+    vdi_image_close (early_image);
+    early_image = NULL;
+    return -1;
+  }
+  return 0;
+}
+
+/* The layer of vdidiff= was refused after nbdkit forked, when nbdkit
+ * has already said it started.
+ *
+ * Under --run, the command may already be waiting in the socket's
+ * queue, which the command's parent process keeps open: if nbdkit
+ * exited, the command would wait for ever.  So nbdkit keeps serving,
+ * and refuses every client (see vdidiff_prepare): the command fails
+ * and --run exits with its status.
+ *
+ * Otherwise nbdkit exits with the error.  It leaves its pid file and
+ * socket behind: remove them, so that nothing looks like a live
+ * server.
+ */
+static int
+refuse_to_serve (void)
+{
+  if (vdi_nbdkit_server_option ("run", 0)) {
+    refused = true;
+    return 0;
+  }
+  if (unix_socket)
+    unlink (unix_socket);
+  if (pidfile)
+    unlink (pidfile);
+  return -1;
 }
 
 static int
@@ -330,16 +445,16 @@ vdidiff_after_fork (nbdkit_backend *backend)
     return 0;
   next = nbdkit_next_context_open (backend, 1, "", 1);
   if (next == NULL)
-    return -1;
+    return refuse_to_serve ();
   if (next->prepare (next) == -1) {
     nbdkit_next_context_close (next);
-    return -1;
+    return refuse_to_serve ();
   }
   single_layer = layer_open (next, diff_file, early_image);
   early_image = NULL;
   next->finalize (next);
   nbdkit_next_context_close (next);
-  return single_layer ? 0 : -1;
+  return single_layer ? 0 : refuse_to_serve ();
 }
 
 /* The layer of an export with vdidiff-dir=. */
@@ -417,8 +532,12 @@ vdidiff_prepare (nbdkit_next *next, void *handle, int readonly)
   struct handle *h = handle;
   int64_t size;
 
-  h->layer = single_layer ? single_layer
-    : export_layer (next, h->exportname);
+  if (refused) {
+    nbdkit_error ("%s: nothing is served: the differencing image was "
+                  "refused when nbdkit started", diff_file);
+    return -1;
+  }
+  h->layer = diff_file ? single_layer : export_layer (next, h->exportname);
   if (h->layer == NULL)
     return -1;
   /* Every connection asks the plugin below for its size, also when

@@ -153,10 +153,11 @@ zeros ()
 # expect_start_failure ERR MESSAGE nbdkit-args...
 #
 # nbdkit must refuse to start: run it in the foreground on a Unix
-# socket (not captive: under --run, nbdkit 1.32 starts the command
-# before the filters' after_fork, and a client of a server that failed
-# there waits for ever), and it must exit non-zero, not by a signal,
-# within 60 seconds, and ERR must have the line MESSAGE, as it is.
+# socket (not captive: under --run, a server that fails after it
+# forked keeps refusing clients until the command ends, see
+# test-vdidiff-start-errors.sh), and it must exit non-zero, not by a
+# signal, within 60 seconds, and ERR must have the line MESSAGE, as it
+# is.
 expect_start_failure ()
 {
     local err="$1" message="$2" status=0 sock
