@@ -16,6 +16,10 @@
  * (or created) before the first client connects.  With
  * vdidiff-dir=DIR each export name has its own layer DIR/NAME.vdi,
  * opened at its first connection and kept until the server exits.
+ *
+ * Under nbdkit -r nothing is created or changed: a layer that exists
+ * is opened read-only (an autoreset one is not even read), and where
+ * there is none the plugin below is served as it is.
  */
 
 #include <config.h>
@@ -49,6 +53,7 @@ static bool autoreset;                  /* vdidiff-autoreset= */
 static uint32_t block_size = 1024 * 1024; /* vdidiff-block-size= */
 static struct vdi_uuid parent_uuid;     /* vdidiff-parent-uuid= */
 static bool parent_uuid_set;
+static bool read_only;                  /* nbdkit -r */
 
 /* nbdkit's pid file and Unix socket (absolute), which nbdkit leaves
  * behind when it exits: removed if vdidiff= is refused after the fork.
@@ -60,7 +65,9 @@ static char *unix_socket;
  */
 static bool refused;
 
-/* One differencing layer. */
+/* One differencing layer.  chain is NULL where nbdkit -r serves the
+ * plugin below as it is: no layer file, or an autoreset one.
+ */
 struct layer {
   char *path;
   struct vdi_chain *chain;
@@ -185,6 +192,7 @@ vdidiff_config_complete (nbdkit_next_config_complete *next,
                   "vdidiff=<FILE.vdi> or vdidiff-dir=<DIR>");
     return -1;
   }
+  read_only = vdi_nbdkit_server_read_only ();
   if (diff_file && note_server_files () == -1)
     return -1;
   return next (nxdata);
@@ -290,7 +298,9 @@ check_layer_image (const struct vdi_image *img, const char *path,
 
 /* Open (creating it if missing) the layer in path over next.  img is
  * the image if the caller has opened it already, or NULL; either way
- * it is the layer's, or closed on error.
+ * it is the layer's, or closed on error.  Under -r a missing layer is
+ * not created and an autoreset one is checked but not used, as once
+ * reset it would read as the disk below: the layer has no chain then.
  */
 static struct layer *
 layer_open (nbdkit_next *next, const char *path, struct vdi_image *img)
@@ -302,32 +312,47 @@ layer_open (nbdkit_next *next, const char *path, struct vdi_image *img)
   const struct vdi_header *h;
   char a[VDI_UUID_STRLEN], b[VDI_UUID_STRLEN];
   bool created = false;
+  const bool hidden = autoreset && read_only;
 
   if (size == -1)
     goto err;
-  if (img == NULL) {
-    if (access (path, F_OK) == -1) {
-      if (create_image (path, size, known_parent, &linkage, &parent_modify)
-          == -1)
-        goto err;
-      created = true;
+  if (img == NULL && access (path, F_OK) == -1) {
+    if (read_only) {
+      if (vdidiff_debug_verbose)
+        nbdkit_debug ("%s: no differencing image: the disk below is "
+                      "served as it is (read-only)", path);
+      goto layer;
     }
-    img = vdi_image_open (path, VDI_OPEN_WRITE);
+    if (create_image (path, size, known_parent, &linkage, &parent_modify)
+        == -1)
+      goto err;
+    created = true;
+  }
+  if (img == NULL) {
+    img = vdi_image_open (path, read_only ? 0 : VDI_OPEN_WRITE);
     if (img == NULL)
       goto err;
   }
   if (check_layer_image (img, path, known_parent, &linkage, size) == -1)
     goto err;
-  if (autoreset && !created &&
+  if (autoreset && !created && !read_only &&
       vdi_image_reset (img, known_parent ? &parent_modify : NULL) == -1)
     goto err;
   h = vdi_image_header (img);
   if (vdidiff_debug_verbose)
-    nbdkit_debug ("%s: %s differencing image %s over parent %s", path,
-                  created ? "created" : autoreset ? "reset" : "opened",
+    nbdkit_debug ("%s: %s differencing image %s over parent %s%s", path,
+                  created ? "created" : autoreset && !read_only ? "reset"
+                  : "opened",
                   vdi_uuid_format (&h->uuid_create, a),
-                  vdi_uuid_format (&h->uuid_linkage, b));
+                  vdi_uuid_format (&h->uuid_linkage, b),
+                  hidden ? ", served as if reset: the disk below "
+                  "(read-only, so the file is not reset)" : "");
+  if (hidden) {
+    vdi_image_close (img);
+    img = NULL;
+  }
 
+ layer:
   layer = calloc (1, sizeof *layer);
   if (layer == NULL) {
     nbdkit_error ("calloc: %m");
@@ -338,10 +363,12 @@ layer_open (nbdkit_next *next, const char *path, struct vdi_image *img)
     nbdkit_error ("strdup: %m");
     goto err;
   }
-  layer->chain = vdi_layer_new (img);
-  img = NULL;                   /* the chain's now, also on error */
-  if (layer->chain == NULL)
-    goto err;
+  if (img) {
+    layer->chain = vdi_layer_new (img);
+    img = NULL;                 /* the chain's now, also on error */
+    if (layer->chain == NULL)
+      goto err;
+  }
   return layer;
 
  err:
@@ -350,7 +377,9 @@ layer_open (nbdkit_next *next, const char *path, struct vdi_image *img)
   return NULL;
 }
 
-/* Can differencing images be created in dir?  Sets errno if not. */
+/* Can differencing images be created in dir (under -r: read from
+ * it)?  Sets errno if not.
+ */
 static int
 usable_folder (const char *dir)
 {
@@ -362,7 +391,7 @@ usable_folder (const char *dir)
     errno = ENOTDIR;
     return -1;
   }
-  return access (dir, W_OK | X_OK);
+  return read_only ? 0 : access (dir, W_OK | X_OK);
 }
 
 /* Everything that does not need the plugin below is checked here,
@@ -386,6 +415,8 @@ vdidiff_get_ready (int thread_model)
   }
 
   if (access (diff_file, F_OK) == -1) {
+    if (read_only)
+      return 0;
     dir = strdup (diff_file);
     if (dir == NULL) {
       nbdkit_error ("strdup: %m");
@@ -398,7 +429,7 @@ vdidiff_get_ready (int thread_model)
     }
     return 0;
   }
-  early_image = vdi_image_open (diff_file, VDI_OPEN_WRITE);
+  early_image = vdi_image_open (diff_file, read_only ? 0 : VDI_OPEN_WRITE);
   if (early_image == NULL)
     return -1;
   if (check_differencing (early_image, diff_file) == -1) {
@@ -548,7 +579,8 @@ vdidiff_prepare (nbdkit_next *next, void *handle, int readonly)
   size = next->get_size (next);
   if (size == -1)
     return -1;
-  if ((uint64_t) size != vdi_chain_size (h->layer->chain)) {
+  if (h->layer->chain &&
+      (uint64_t) size != vdi_chain_size (h->layer->chain)) {
     nbdkit_error ("%s: the disk below is %" PRIi64 " bytes, "
                   "the differencing image %" PRIu64,
                   h->layer->path, size, vdi_chain_size (h->layer->chain));
@@ -562,6 +594,8 @@ vdidiff_get_size (nbdkit_next *next, void *handle)
 {
   struct handle *h = handle;
 
+  if (h->layer->chain == NULL)
+    return next->get_size (next);
   return vdi_chain_size (h->layer->chain);
 }
 
@@ -571,6 +605,8 @@ vdidiff_export_description (nbdkit_next *next, void *handle)
   struct handle *h = handle;
   const char *below = next->export_description (next);
 
+  if (h->layer->chain == NULL)
+    return below;
   return nbdkit_printf_intern ("differencing layer %s over: %s",
                                h->layer->path, below ? below : "(plugin)");
 }
@@ -579,7 +615,7 @@ vdidiff_export_description (nbdkit_next *next, void *handle)
 static int
 vdidiff_can_write (nbdkit_next *next, void *handle)
 {
-  return 1;
+  return !read_only;
 }
 
 static int
@@ -650,6 +686,8 @@ vdidiff_block_size (nbdkit_next *next, void *handle,
     *preferred = 512;
     *maximum = 0xffffffff;
   }
+  if (h->layer->chain == NULL)
+    return 0;
   layer_preferred = vdi_nbdkit_preferred_block_size (h->layer->chain);
   if (layer_preferred > *preferred && layer_preferred <= *maximum)
     *preferred = layer_preferred;
@@ -678,6 +716,8 @@ vdidiff_pread (nbdkit_next *next, void *handle,
 {
   struct handle *h = handle;
 
+  if (h->layer->chain == NULL)
+    return next->pread (next, buf, count, offset, flags, err);
   if (vdi_chain_pread (h->layer->chain, buf, count, offset, BELOW (next))
       == -1) {
     *err = errno;
@@ -729,7 +769,7 @@ vdidiff_flush (nbdkit_next *next, void *handle, uint32_t flags, int *err)
 {
   struct handle *h = handle;
 
-  if (vdi_chain_flush (h->layer->chain) == -1) {
+  if (h->layer->chain && vdi_chain_flush (h->layer->chain) == -1) {
     *err = errno;
     return -1;
   }
@@ -777,10 +817,15 @@ vdidiff_extents (nbdkit_next *next, void *handle,
 {
   struct handle *h = handle;
   struct extents_data d = { .next = next, .extents = extents, .err = err };
+  int r;
 
   *err = 0;
-  if (vdi_chain_extents (h->layer->chain, offset, count,
-                         flags & NBDKIT_FLAG_REQ_ONE, add_extent, &d) == -1) {
+  if (h->layer->chain == NULL)
+    r = add_extent (&d, offset, count, VDI_EXTENT_BELOW);
+  else
+    r = vdi_chain_extents (h->layer->chain, offset, count,
+                           flags & NBDKIT_FLAG_REQ_ONE, add_extent, &d);
+  if (r == -1) {
     if (*err == 0)
       *err = errno;
     return -1;
