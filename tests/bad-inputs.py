@@ -886,10 +886,15 @@ def file_type_cases(c):
                lambda i: "truncated VDI image: the block map ends at %d but "
                "the file is %d bytes long"
                % (i.off_blocks + 4 * i.n_blocks, i.truncate_to))
-    # (A layer that is not a differencing image, or of another parent
-    # or size, is refused only in after_fork, once --run has started:
-    # nbdkit may then exit 0, or a client hang.  Not in the corpus
-    # until the filter refuses them before it forks.)
+    # Refused before nbdkit forks.  (A layer of another parent or
+    # size needs the plugin below: it is refused to clients after the
+    # fork, see test-vdidiff-start-errors.sh.)
+    layer_case("filetype-layer-not-differencing",
+               lambda d, p: vdi(p, "--seed", "layer"),
+               "is a dynamic image, not a differencing image")
+    layer_case("filetype-layer-fixed",
+               lambda d, p: vdi(p, "--type", "fixed", "--seed", "layer"),
+               "is a fixed image, not a differencing image")
     layer_case("filetype-layer-settings-file",
                lambda d, p: write_lines(p, vbox_lines([], [])),
                "not a VDI image but a VirtualBox settings file, which names "
