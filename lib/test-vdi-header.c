@@ -1054,6 +1054,23 @@ test_bad_block_extra (void)
   EXPECT_VALIDATE_ERROR (&h, FILE_SIZE, "extra block data size 1536");
 }
 
+/* VirtualBox opens up to 2 GiB of extra bytes before each block, but
+ * allocating a block writes them: more than a block is refused.
+ */
+static void
+test_bad_block_extra_too_large (void)
+{
+  struct vdi_header h;
+
+  valid_header (&h);
+  h.block_extra = 2 * MiB;
+  EXPECT_VALIDATE_ERROR (&h, FILE_SIZE,
+                         "extra block data size 2097152 is larger than "
+                         "the block size 1048576");
+  h.block_extra = UINT32_C (0x80000000);
+  EXPECT_VALIDATE_ERROR (&h, FILE_SIZE, "is larger than the block size");
+}
+
 static void
 test_bad_block_count_zero (void)
 {
@@ -1155,10 +1172,11 @@ test_bad_map_past_eof (void)
 }
 
 /* The data area is at most 2^30 slots (the map must fit below the
- * 32-bit data offset) of at most 2^31 + 2^27 bytes, starting below
- * 2^32, so it ends below 2^62: the overflow check of
- * vdi_header_validate cannot fire.  The largest header that gets
- * that far is accepted, and its last slot offset is right.
+ * 32-bit data offset) of at most 2^27 + 2^27 bytes (the extra bytes
+ * are at most a block), starting below 2^32, so it ends below 2^59:
+ * the overflow check of vdi_header_validate cannot fire.  The largest
+ * header that gets that far is accepted, and its last slot offset is
+ * right.
  */
 static void
 test_data_area_overflow_unreachable (void)
@@ -1168,7 +1186,7 @@ test_data_area_overflow_unreachable (void)
   unsigned __int128 last;
 
   test_header_init (&h, 128 * MiB, 128 * MiB, 1);
-  h.block_extra = UINT32_C (0x80000000);
+  h.block_extra = 128 * MiB;
   h.blocks_offset = 0x1c8;
   h.blocks = blocks;
   h.blocks_allocated = blocks;
@@ -1177,9 +1195,8 @@ test_data_area_overflow_unreachable (void)
   EXPECT_VALID (&h, h.data_offset);
 
   last = (unsigned __int128) h.data_offset +
-    (unsigned __int128) (blocks - 1) * (UINT64_C (0x80000000) + 128 * MiB) +
-    UINT64_C (0x80000000);
-  CU_ASSERT_TRUE (last < ((unsigned __int128) 1 << 62));
+    (unsigned __int128) (blocks - 1) * (128 * MiB + 128 * MiB) + 128 * MiB;
+  CU_ASSERT_TRUE (last < ((unsigned __int128) 1 << 59));
   CU_ASSERT_TRUE (vdi_header_slot_offset (&h, blocks - 1) == (uint64_t) last);
 }
 
@@ -1193,7 +1210,7 @@ test_bad_data_area_caught_by_map_check (void)
   const uint32_t blocks = UINT32_C (0x40000000);
 
   test_header_init (&h, 128 * MiB, 128 * MiB, 1);
-  h.block_extra = UINT32_C (0x80000000);
+  h.block_extra = 128 * MiB;
   h.blocks_offset = 0x1c8;
   h.blocks = blocks;
   h.blocks_allocated = 0;
@@ -1251,6 +1268,8 @@ test_valid_block_extra (void)
   h.block_extra = 512;
   EXPECT_VALID (&h, FILE_SIZE);
   h.block_extra = 1;
+  EXPECT_VALID (&h, FILE_SIZE);
+  h.block_extra = h.block_size;
   EXPECT_VALID (&h, FILE_SIZE);
 }
 
@@ -1365,6 +1384,7 @@ main (void)
   ADD_TEST (s, test_bad_block_size_too_small);
   ADD_TEST (s, test_bad_block_size_too_large);
   ADD_TEST (s, test_bad_block_extra);
+  ADD_TEST (s, test_bad_block_extra_too_large);
   ADD_TEST (s, test_bad_block_count_zero);
   ADD_TEST (s, test_bad_blocks_do_not_cover);
   ADD_TEST (s, test_bad_blocks_allocated);

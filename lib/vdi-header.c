@@ -254,6 +254,20 @@ vdi_header_validate (const char *filename, const struct vdi_header *h,
                " is neither 0 nor a power of two", filename, h->block_extra);
     return -1;
   }
+  /* VirtualBox requires only that (vdiValidateHeader), and keeps
+   * cbBlockExtra + cbBlock in 32 bits (cbTotalBlockData), so it opens
+   * up to 2 GiB of extra bytes before each block; it never makes an
+   * image with any, nor writes them.  Allocating a slot writes its
+   * extra bytes, so more than a block of them would make a write of
+   * one sector write gigabytes: at most one block is allowed.
+   */
+  if (h->block_extra > h->block_size) {
+    vdi_error ("%s: unsupported VDI header: extra block data size %" PRIu32
+               " is larger than the block size %" PRIu32
+               " (VirtualBox never makes such images)",
+               filename, h->block_extra, h->block_size);
+    return -1;
+  }
   if (h->blocks == 0) {
     vdi_error ("%s: bad VDI header: the block count is zero", filename);
     return -1;

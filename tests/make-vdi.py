@@ -169,15 +169,19 @@ CORRUPT_KINDS = {
     "null-create-uuid": "uuidCreate is all zeros",
     "null-modify-uuid": "uuidModify is all zeros",
     "block-extra-not-power-of-2": "cbBlockExtra = 3000",
+    "block-extra-too-large": "cbBlockExtra = 2 GiB over 1 MiB blocks "
+                             "(VirtualBox opens it; one allocation would "
+                             "write 2 GiB)",
     "disk-size-zero": "cbDisk = 0",
     "overflow": "cbDisk = 2^64 - 1: rounding it up to a block overflows",
     "overflow-map-size": "cBlocks = 0x40000001: 4 * cBlocks overflows 32 bits "
                          "and offData = offBlocks + 4 would pass a 32-bit check",
     "overflow-disk-size": "cbDisk = 2^63 + 1 MiB with cBlocks = 2^32 - 1: "
                           "cBlocks * cbBlock < cbDisk unless computed in 32 bits",
-    "overflow-slot-offset": "cbBlockExtra = 2 GiB: slot 2 starts past 4 GiB, "
-                            "past the end of the file, but inside it if the "
-                            "offset is computed in 32 bits",
+    "overflow-slot-offset": "slots of 128 KiB + 128 KiB extra: an entry "
+                            "names slot 16384, at 4 GiB past the end of the "
+                            "file, but inside it if the offset is computed "
+                            "in 32 bits",
     "huge-map": "cBlocks = 2^28 (a 1 GiB map) in a file of a few MiB",
     "v0-truncated-map": "a v0 image whose file ends inside the block map",
     "v0-entry-past-eof": "a v0 image with a map entry past the end of file",
@@ -532,6 +536,10 @@ def read_runs(path):
 
 # --- corruption -------------------------------------------------------------
 
+# The slot of overflow-slot-offset: 2^32 / (128 KiB + 128 KiB).
+OVERFLOW_SLOT = 16384
+
+
 def corrupt_setup(kind, args):
     """Adjust the arguments before the layout is computed."""
     if kind not in CORRUPT_KINDS:
@@ -548,10 +556,12 @@ def corrupt_setup(kind, args):
         args.size = max(args.size, 1024 * args.block_size)
         args.blocks = "D"
     elif kind == "overflow-slot-offset":
-        args.block_extra = 2 * GiB
+        args.block_extra = 128 * KiB
         args.block_size = 128 * KiB
-        args.size = 3 * args.block_size
-        args.blocks = "DDD"
+        args.size = (OVERFLOW_SLOT + 1) * args.block_size
+        args.blocks = "DD"
+    elif kind == "block-extra-too-large":
+        args.blocks = "F"            # no slot, only the header is wrong
     elif kind == "bad-lchs-sector-size":
         args.header = "1.1+"
     elif kind in ("duplicate-entry", "truncated-data", "entry-past-eof",
@@ -616,6 +626,8 @@ def corrupt_apply(kind, img):
         img.uuids["uuidModify"] = str(uuid.UUID(int=0))
     elif kind == "block-extra-not-power-of-2":
         f["cbBlockExtra"] = 3000
+    elif kind == "block-extra-too-large":
+        f["cbBlockExtra"] = 2 * GiB
     elif kind == "disk-size-zero":
         f["cbDisk"] = 0
     elif kind == "overflow":
@@ -625,8 +637,9 @@ def corrupt_apply(kind, img):
         f["cbDisk"] = 0x40000001 * img.cb_block
         f["offData"] = (img.off_blocks + 4 * 0x40000001) & 0xFFFFFFFF
     elif kind == "overflow-slot-offset":
-        # Keep slots 0 and 1; slot 2 would start at about 6.4 GiB.
-        img.truncate_to = img.slot_offset(1) + img.cb_block
+        # Slot OVERFLOW_SLOT starts 4 GiB + 128 KiB into the data area.
+        img.map_entries[1] = OVERFLOW_SLOT
+        f["cBlocksAllocated"] = OVERFLOW_SLOT + 1
     elif kind == "huge-map":
         f["cBlocks"] = 1 << 28
         f["cbDisk"] = (1 << 28) * img.cb_block
