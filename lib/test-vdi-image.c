@@ -561,6 +561,39 @@ test_open_fixed (void)
   layer_free (&l);
 }
 
+/* A fixed image whose map lacks blocks (FREE, ZERO) is read, but
+ * refused for writing at open, and by vdi_image_make_writable: no
+ * write could allocate those blocks.
+ */
+static void
+test_fixed_missing_blocks_read_only (void)
+{
+  struct layer l;
+  struct vdi_image *img;
+
+  layer_init (&l, 4 * MiB, 1 * MiB, 1);
+  layer_set_pattern (&l, "DFDZ");
+  l.h.type = VDI_TYPE_FIXED;
+  if (!layer_write (&l))
+    goto out;
+
+  img = vdi_image_open (l.path, VDI_OPEN_WRITE);
+  CU_ASSERT_PTR_NULL (img);
+  ASSERT_ONE_ERROR (l.path, "fixed image with only 2 of 4 blocks allocated");
+  vdi_image_close (img);
+
+  test_log_reset ();
+  img = vdi_image_open (l.path, 0);
+  CU_ASSERT_PTR_NOT_NULL_FATAL (img);
+  ASSERT_NO_ERROR ();
+  CU_ASSERT_EQUAL (vdi_image_make_writable (img), -1);
+  ASSERT_ONE_ERROR (l.path, "fixed image with only 2 of 4 blocks allocated");
+  CU_ASSERT_FALSE (vdi_image_is_writable (img));
+  vdi_image_close (img);
+ out:
+  layer_free (&l);
+}
+
 /* Open and expect one error naming the file and phrase. */
 static void
 expect_open_error (const char *path, unsigned flags, const char *phrase,
@@ -1533,6 +1566,7 @@ main (void)
 
   ADD_TEST (s, test_open_dynamic);
   ADD_TEST (s, test_open_fixed);
+  ADD_TEST (s, test_fixed_missing_blocks_read_only);
   ADD_TEST (s, test_open_missing_file);
   ADD_TEST (s, test_open_not_vdi);
   ADD_TEST (s, test_open_truncated_header);

@@ -140,13 +140,46 @@ set_lock (const struct vdi_image *img, int fd, short type)
   return 0;
 }
 
-/* Version 0 images are only read. */
+/* How many map entries name a slot.  vdi_image_open has checked that
+ * they name distinct slots below the counter.
+ */
+static uint32_t
+used_slots (const struct vdi_image *img)
+{
+  uint32_t i, used = 0;
+
+  for (i = 0; i < img->header.blocks; ++i)
+    if (VDI_BLOCK_IS_ALLOCATED (img->map[i]))
+      used++;
+  return used;
+}
+
+/* Version 0 images are only read, and so are fixed images whose map
+ * lacks blocks.
+ */
 static int
 check_writable (const struct vdi_image *img)
 {
-  if (img->header.version == VDI_VERSION_0) {
+  const struct vdi_header *h = &img->header;
+  uint32_t used;
+
+  if (h->version == VDI_VERSION_0) {
     vdi_error ("%s: writing to version 0 images is not supported",
                img->filename);
+    return -1;
+  }
+  /* A fixed image has a slot for every block and never grows, so a
+   * FREE or ZERO entry (which vdi_image_check calls corrupt) is a
+   * block that no write can allocate.  VirtualBox does not look at
+   * the map when it opens an image, and a write there allocates a
+   * slot past cBlocks, which it then refuses to open ("too many
+   * blocks allocated"): such an image is only read.
+   */
+  if (h->type == VDI_TYPE_FIXED && img->map &&
+      (used = used_slots (img)) != h->blocks) {
+    vdi_error ("%s: cannot write to a fixed image with only %" PRIu32
+               " of %" PRIu32 " blocks allocated (a corrupt block map): "
+               "open it read-only", img->filename, used, h->blocks);
     return -1;
   }
   return 0;
@@ -575,20 +608,6 @@ vdi_image_reset (struct vdi_image *img, const struct vdi_uuid *parent_modify)
     return -1;
   img->file_size = h->data_offset;
   return 0;
-}
-
-/* How many map entries name a slot.  vdi_image_open has checked that
- * they name distinct slots below the counter.
- */
-static uint32_t
-used_slots (const struct vdi_image *img)
-{
-  uint32_t i, used = 0;
-
-  for (i = 0; i < img->header.blocks; ++i)
-    if (VDI_BLOCK_IS_ALLOCATED (img->map[i]))
-      used++;
-  return used;
 }
 
 int

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# nbdkit-vdi
+# Copyright the nbdkit-vdi authors
+# SPDX-License-Identifier: BSD-3-Clause
+
+# Images the vdi plugin reads but cannot write safely, and writes that
+# fail, through the plugin:
+#   - a fixed image with a FREE entry (a corrupt map) is refused for
+#     writing with one error line naming it, the file unchanged, and
+#     served read-only it reads as before.
+
+source ./functions.sh
+source "$abs_srcdir/write-functions.sh"
+set -e
+set -x
+
+requires qemu-img --version
+requires nbdcopy --version
+requires_nbdsh
+
+tmp="$(mktemp -d --suffix=.tmp test-write-bounds.XXXXXX)"
+cleanup_fn rm -rf "$tmp"
+
+# set_map_entry FILE BLOCK VALUE: change one entry of the block map.
+set_map_entry ()
+{
+    $PYTHON -c '
+import struct, sys
+with open(sys.argv[1], "r+b") as f:
+    f.seek(0x154)
+    (off_blocks,) = struct.unpack("<I", f.read(4))
+    f.seek(off_blocks + 4 * int(sys.argv[2]))
+    f.write(struct.pack("<I", int(sys.argv[3], 0)))
+' "$@"
+}
+
+# A fixed image whose block 1 is FREE.
+$MAKE_VDI --type fixed --size 4M --seed fixed-free \
+          --expect "$tmp/fixed.raw" "$tmp/fixed.vdi"
+set_map_entry "$tmp/fixed.vdi" 1 0xffffffff
+dd if=/dev/zero of="$tmp/fixed.raw" bs=1M seek=1 count=1 conv=notrunc
+expect_refused "$tmp/fixed.vdi" \
+    "cannot write to a fixed image with only 3 of 4 blocks allocated"
+export tmp
+nbdkit -U - "$VDI_PLUGIN" "$tmp/fixed.vdi" readonly=true --run '
+    nbdcopy "$uri" "$tmp/fixed.served"
+'
+cmp "$tmp/fixed.raw" "$tmp/fixed.served"
