@@ -133,6 +133,12 @@ extern uint64_t vdi_header_slots_end (const struct vdi_header *h,
                                       uint64_t n)
   __attribute__ ((__nonnull__ (1)));
 
+/* A size for people: "4 MiB", "1.95 MiB", "512 B", into buf; returns
+ * buf.
+ */
+extern const char *vdi_human_size (uint64_t n, char *buf, size_t len)
+  __attribute__ ((__nonnull__ (2)));
+
 /* "dynamic", "fixed", "undo", "differencing" or "unknown". */
 extern const char *vdi_type_name (uint32_t type);
 

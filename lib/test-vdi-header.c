@@ -681,6 +681,38 @@ test_slot_offset (void)
 }
 
 static void
+test_human_size (void)
+{
+  static const struct {
+    uint64_t n;
+    const char *text;
+  } cases[] = {
+    { 0, "0 B" },
+    { 512, "512 B" },
+    { 1536, "1.50 KiB" },
+    { 4 * MiB, "4 MiB" },
+    { 2 * MiB - 50 * KiB, "1.95 MiB" },
+    { 2 * MiB - 1, "1.99 MiB" },        /* truncated, never 2.00 */
+    { 150 * MiB + 1, "150 MiB" },
+    { 1024 * UINT64_C (1048576) * 1048576 - 512 * UINT64_C (1048576) * 1024,
+      "1023.5 TiB" },
+    { 1024 * UINT64_C (1048576) * 1048576 - 1, "1023.9 TiB" },
+    { UINT64_MAX, "15.9 EiB" },
+  };
+  char buf[32];
+  size_t i;
+
+  for (i = 0; i < sizeof cases / sizeof cases[0]; ++i) {
+    CU_ASSERT_PTR_EQUAL (vdi_human_size (cases[i].n, buf, sizeof buf), buf);
+    if (strcmp (buf, cases[i].text) != 0) {
+      fprintf (stderr, "%" PRIu64 ": \"%s\", expected \"%s\"\n",
+               cases[i].n, buf, cases[i].text);
+      CU_FAIL ("vdi_human_size");
+    }
+  }
+}
+
+static void
 test_type_names (void)
 {
   CU_ASSERT_STRING_EQUAL (vdi_type_name (1), "dynamic");
@@ -1356,6 +1388,7 @@ main (void)
   ADD_TEST (s, test_virtual_size_rounds_down);
   ADD_TEST (s, test_slot_offset);
   ADD_TEST (s, test_type_names);
+  ADD_TEST (s, test_human_size);
 
   ADD_TEST (s, test_bad_short_file);
   ADD_TEST (s, test_bad_empty_file);

@@ -397,6 +397,38 @@ vdi_header_slot_offset (const struct vdi_header *h, uint32_t slot)
 }
 
 const char *
+vdi_human_size (uint64_t n, char *buf, size_t len)
+{
+  static const char *const units[] = {
+    "B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"
+  };
+  uint64_t unit = 1, whole, fraction;
+  size_t u = 0;
+  int decimals;
+
+  while (u < 6 && n / unit >= 1024) {
+    unit *= 1024;
+    u++;
+  }
+  whole = n / unit;
+  if (n % unit == 0) {
+    snprintf (buf, len, "%" PRIu64 " %s", whole, units[u]);
+    return buf;
+  }
+  /* Three digits or so, truncated in integers: a size is never shown
+   * larger than it is (a limit of 1023.5 TiB is not 1024 TiB).
+   */
+  decimals = whole < 10 ? 2 : whole < 100 || whole >= 1000 ? 1 : 0;
+  fraction = n % unit / (unit / 1024) * (decimals == 2 ? 100 : 10) / 1024;
+  if (decimals == 0)
+    snprintf (buf, len, "%" PRIu64 " %s", whole, units[u]);
+  else
+    snprintf (buf, len, "%" PRIu64 ".%0*" PRIu64 " %s",
+              whole, decimals, fraction, units[u]);
+  return buf;
+}
+
+const char *
 vdi_type_name (uint32_t type)
 {
   switch (type) {

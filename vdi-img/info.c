@@ -63,37 +63,13 @@ get_image_info (const struct vdi_image *img, const char *backing,
 
 /* Human output. */
 
-/* "4 MiB", "1.95 MiB", "512 B" into buf. */
-static const char *
-human_size (uint64_t n, char *buf, size_t len)
-{
-  static const char *const units[] = {
-    "B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"
-  };
-  uint64_t unit = 1;
-  size_t u = 0;
-  double v;
-
-  while (u < 6 && n / unit >= 1024) {
-    unit *= 1024;
-    u++;
-  }
-  if (n % unit == 0) {
-    snprintf (buf, len, "%" PRIu64 " %s", n / unit, units[u]);
-    return buf;
-  }
-  v = (double) n / unit;
-  snprintf (buf, len, "%.*f %s", v < 10 ? 2 : v < 100 ? 1 : 0, v, units[u]);
-  return buf;
-}
-
 static void
 print_size (const char *label, uint64_t n)
 {
   char buf[32];
 
   printf ("%s: %s (%" PRIu64 " bytes)\n",
-          label, human_size (n, buf, sizeof buf), n);
+          label, vdi_human_size (n, buf, sizeof buf), n);
 }
 
 /* Text from the header, with control characters and backslashes
