@@ -115,6 +115,12 @@ extern void vdi_header_init_dynamic (struct vdi_header *h, uint32_t type,
                                      uint64_t disk_size, uint32_t block_size)
   __attribute__ ((__nonnull__ (1)));
 
+/* The largest disk a new image with blocks of block_size can hold in
+ * that layout: its map must end below the 32-bit data offset (about
+ * 1023.5 TiB with 1 MiB blocks).
+ */
+extern uint64_t vdi_header_max_disk_size (uint32_t block_size);
+
 /* The size the guest sees: cbDisk rounded down to a sector, as
  * VirtualBox does (QEMU rounds up).
  */
@@ -192,8 +198,9 @@ extern uint32_t vdi_image_map_entry (const struct vdi_image *img, uint32_t i)
 #define VDI_MAX_CHAIN_DEPTH 300
 
 /* Create an empty image with this header (every block FREE).  The
- * file appears under its name only once complete.  Fails if the
- * header does not validate.
+ * file appears under its name only once complete.  Fails if the disk
+ * is larger than vdi_header_max_disk_size allows, or if the header
+ * does not validate.
  */
 extern int vdi_image_create (const char *filename, const struct vdi_header *h)
   __attribute__ ((__nonnull__ (1, 2)));

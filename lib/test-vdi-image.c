@@ -594,6 +594,64 @@ test_fixed_missing_blocks_read_only (void)
   layer_free (&l);
 }
 
+/* A new image of the largest size its block size allows is laid out
+ * right (its data offset is the last 1 MiB-aligned 32-bit one); one
+ * sector more, or a 1 PiB disk with 1 MiB blocks, is refused by
+ * vdi_image_create in plain words, and nothing is written.
+ */
+static void
+test_create_too_large (void)
+{
+  static const struct {
+    uint64_t size;
+    uint32_t block_size;
+    const char *phrase;
+  } cases[] = {
+    { UINT64_C (1) << 50, 1 * MiB,
+      "the disk is too large for a VDI image with 1 MiB blocks: 1 PiB "
+      "(1125899906842624 bytes), and the largest that fits is 1023.5 TiB "
+      "(1125350151028736 bytes)" },
+    { UINT64_C (1125350151028736) + 512, 1 * MiB,
+      "the largest that fits is 1023.5 TiB (1125350151028736 bytes)" },
+    { UINT64_C (0x3ff80000) * 128 * KiB + 512, 128 * KiB,
+      "with 128 KiB blocks" },
+    { UINT64_MAX - 511, 128 * MiB, "with 128 MiB blocks" },
+  };
+  const char *dir = getenv ("TMPDIR") ? getenv ("TMPDIR") : "/tmp";
+  struct vdi_header h;
+  char *path;
+  size_t i;
+
+  /* The largest fits, exactly. */
+  CU_ASSERT_EQUAL (vdi_header_max_disk_size (1 * MiB),
+                   UINT64_C (1125350151028736));
+  vdi_header_init_dynamic (&h, VDI_TYPE_NORMAL,
+                           vdi_header_max_disk_size (1 * MiB), 1 * MiB);
+  test_uuid_make (&h.uuid_create, 1);
+  test_uuid_make (&h.uuid_modify, 2);
+  CU_ASSERT_EQUAL (h.blocks, UINT32_C (0x3ff80000));
+  CU_ASSERT_EQUAL (h.data_offset, UINT32_C (0xfff00000));
+  CU_ASSERT_EQUAL (vdi_header_validate ("max", &h, UINT64_MAX), 0);
+  ASSERT_NO_ERROR ();
+
+  assert (asprintf (&path, "%s/test-create-too-large.%d.vdi", dir,
+                    (int) getpid ()) > 0);
+  for (i = 0; i < sizeof cases / sizeof cases[0]; ++i) {
+    /* Never let a mistake here create a map of gigabytes. */
+    assert (cases[i].size > vdi_header_max_disk_size (cases[i].block_size));
+    test_log_reset ();
+    vdi_header_init_dynamic (&h, VDI_TYPE_DIFF, cases[i].size,
+                             cases[i].block_size);
+    test_uuid_make (&h.uuid_create, 1);
+    test_uuid_make (&h.uuid_modify, 2);
+    test_uuid_make (&h.uuid_linkage, 3);
+    CU_ASSERT_EQUAL (vdi_image_create (path, &h), -1);
+    ASSERT_ONE_ERROR (path, cases[i].phrase);
+    CU_ASSERT_EQUAL (access (path, F_OK), -1);
+  }
+  free (path);
+}
+
 /* Open and expect one error naming the file and phrase. */
 static void
 expect_open_error (const char *path, unsigned flags, const char *phrase,
@@ -1567,6 +1625,7 @@ main (void)
   ADD_TEST (s, test_open_dynamic);
   ADD_TEST (s, test_open_fixed);
   ADD_TEST (s, test_fixed_missing_blocks_read_only);
+  ADD_TEST (s, test_create_too_large);
   ADD_TEST (s, test_open_missing_file);
   ADD_TEST (s, test_open_not_vdi);
   ADD_TEST (s, test_open_truncated_header);

@@ -440,6 +440,23 @@ vdi_type_name (uint32_t type)
   }
 }
 
+/* The map of a new image starts 1 MiB into the file and the data
+ * follows it 1 MiB-aligned, at a 32-bit offset: at most 4 GiB - 1 MiB.
+ * That bounds the block count (to less than 2^30, so the 32-bit
+ * cBlocks never wraps) and so the disk size.
+ */
+uint64_t
+vdi_header_max_disk_size (uint32_t block_size)
+{
+  const uint64_t data_offset_max = ROUND_DOWN ((uint64_t) UINT32_MAX,
+                                               (uint64_t) VDI_DATA_ALIGN);
+
+  return (data_offset_max - VDI_DATA_ALIGN) / 4 * block_size;
+}
+
+/* A disk larger than vdi_header_max_disk_size would wrap blocks and
+ * data_offset: vdi_image_create refuses such a header.
+ */
 void
 vdi_header_init_dynamic (struct vdi_header *h, uint32_t type,
                          uint64_t disk_size, uint32_t block_size)

@@ -530,6 +530,19 @@ vdi_image_create (const char *filename, const struct vdi_header *h)
   uint8_t buf[VDI_HEADER_READ_SIZE];
   int fd;
 
+  if (h->disk_size > vdi_header_max_disk_size (h->block_size)) {
+    char size[32], block[32], max[32];
+
+    vdi_error ("%s: the disk is too large for a VDI image with %s blocks: "
+               "%s (%" PRIu64 " bytes), and the largest that fits is %s "
+               "(%" PRIu64 " bytes)", filename,
+               vdi_human_size (h->block_size, block, sizeof block),
+               vdi_human_size (h->disk_size, size, sizeof size), h->disk_size,
+               vdi_human_size (vdi_header_max_disk_size (h->block_size),
+                               max, sizeof max),
+               vdi_header_max_disk_size (h->block_size));
+    return -1;
+  }
   if (vdi_header_validate (filename, h, UINT64_MAX) == -1)
     return -1;
 

@@ -7,7 +7,11 @@
 # fail, through the plugin:
 #   - a fixed image with a FREE entry (a corrupt map) is refused for
 #     writing with one error line naming it, the file unchanged, and
-#     served read-only it reads as before.
+#     served read-only it reads as before;
+#   - the vdidiff filter over a disk too large for a VDI image with its
+#     block size (1 PiB with 1 MiB blocks) refuses to start, saying
+#     the largest size that fits, and creates nothing; with 128 MiB
+#     blocks the same disk gets its layer.
 
 source ./functions.sh
 source "$abs_srcdir/write-functions.sh"
@@ -18,7 +22,7 @@ requires qemu-img --version
 requires nbdcopy --version
 requires_nbdsh
 
-tmp="$(mktemp -d --suffix=.tmp test-write-bounds.XXXXXX)"
+tmp="$(realpath "$(mktemp -d --suffix=.tmp test-write-bounds.XXXXXX)")"
 cleanup_fn rm -rf "$tmp"
 
 # set_map_entry FILE BLOCK VALUE: change one entry of the block map.
@@ -46,3 +50,14 @@ nbdkit -U - "$VDI_PLUGIN" "$tmp/fixed.vdi" readonly=true --run '
     nbdcopy "$uri" "$tmp/fixed.served"
 '
 cmp "$tmp/fixed.raw" "$tmp/fixed.served"
+
+# A 1 PiB disk under the vdidiff filter.
+expect_start_failure "$tmp/pib.err" \
+    "nbdkit: error: $tmp/pib.vdi: the disk is too large for a VDI image with 1 MiB blocks: 1 PiB (1125899906842624 bytes), and the largest that fits is 1023.5 TiB (1125350151028736 bytes)" \
+    --filter="$VDIDIFF_FILTER" null size=1P vdidiff="$tmp/pib.vdi"
+test "$(grep -c error "$tmp/pib.err")" -eq 1
+test "$(ls "$tmp" | grep -c pib.vdi)" -eq 0
+nbdkit -U - --filter="$VDIDIFF_FILTER" null size=1P vdidiff="$tmp/pib.vdi" \
+       vdidiff-block-size=128M --run 'nbdinfo --size "$uri"' > "$tmp/pib.size"
+test "$(cat "$tmp/pib.size")" -eq $(( 1 << 50 ))
+$VDI_CHECK "$tmp/pib.vdi"
