@@ -334,6 +334,85 @@ test_chain_new_depth (void)
   dir_remove ();
 }
 
+/* A pattern of n blocks: data first, then FREE (to free). */
+static char *
+data_then_free (uint32_t n, uint32_t data)
+{
+  char *p = malloc (n + 1);
+
+  assert (p != NULL);
+  memset (p, 'F', n);
+  memset (p, 'D', data);
+  p[n] = '\0';
+  return p;
+}
+
+/* The lookup table is bounded by what the images hold.  A top image
+ * of 2 TiB in 128 MiB blocks (a 64 KiB map) over a parent in 128 KiB
+ * blocks would need a table of 128 MiB: refused with one error naming
+ * both block sizes, before the table is allocated.  8 MiB blocks over
+ * 512 KiB ones (the widest mix VirtualBox makes) over the same disk
+ * open, and so does a 2 TiB chain of equal block sizes.
+ */
+static void
+test_chain_new_table_bound (void)
+{
+  static const struct {
+    uint32_t top_block_size, top_blocks, base_block_size, base_blocks;
+    const char *error;
+  } cases[] = {
+    { 128 * KiB * KiB, 16 * KiB, 128 * KiB, 8,
+      "the chain's lookup table would need 128 MiB (a 2 TiB disk in units "
+      "of 128 KiB: block sizes 128 MiB in " },
+    { 8 * KiB * KiB, 256 * KiB, 512 * KiB, 2 * KiB, NULL },
+    { 1 * KiB * KiB, 2 * KiB * KiB, 1 * KiB * KiB, 2 * KiB * KiB, NULL },
+  };
+  size_t i;
+
+  for (i = 0; i < sizeof cases / sizeof cases[0]; ++i) {
+    char *top_pattern = data_then_free (cases[i].top_blocks, 1);
+    char *base_pattern = data_then_free (cases[i].base_blocks, 2);
+    struct img base, top;
+    struct vdi_image *images[2];
+    struct vdi_chain *chain;
+
+    dir_make ();
+    img_init (&base, 1, cases[i].base_block_size, cases[i].base_blocks,
+              base_pattern);
+    img_init (&top, 2, cases[i].top_block_size, cases[i].top_blocks,
+              top_pattern);
+    top.h.type = VDI_TYPE_DIFF;
+    top.h.uuid_linkage = base.h.uuid_create;
+    img_write (&base, "base.vdi");
+    img_write (&top, "top.vdi");
+    test_log_reset ();
+    images[0] = open_img ("top.vdi");
+    images[1] = open_img ("base.vdi");
+    chain = vdi_chain_new (images, 2);
+    if (cases[i].error) {
+      CU_ASSERT_PTR_NULL (chain);
+      ASSERT_ONE_ERROR (at ("top.vdi"), cases[i].error);
+      CU_ASSERT_PTR_NOT_NULL (strstr (test_log.last_error,
+                                      "over 128 KiB in "));
+      CU_ASSERT_PTR_NOT_NULL (strstr (test_log.last_error, at ("base.vdi")));
+    }
+    else {
+      CU_ASSERT_PTR_NOT_NULL (chain);
+      ASSERT_NO_ERROR ();
+      if (chain) {
+        CU_ASSERT_EQUAL (block_byte (chain, 0), 2);
+        CU_ASSERT_EQUAL (vdi_chain_size (chain),
+                         (uint64_t) cases[i].top_blocks *
+                         cases[i].top_block_size);
+      }
+    }
+    vdi_chain_free (chain);
+    dir_remove ();
+    free (top_pattern);
+    free (base_pattern);
+  }
+}
+
 /* vdi_chain_open: discovery ------------------------------------------- */
 
 /* VirtualBox's layout: the base in the machine folder, children in
@@ -1165,6 +1244,7 @@ main (void)
   ADD_TEST (s, test_chain_new_stale_and_leftover);
   ADD_TEST (s, test_chain_new_empty_and_header_only);
   ADD_TEST (s, test_chain_new_depth);
+  ADD_TEST (s, test_chain_new_table_bound);
 
   ADD_TEST (s, test_open_machine_layout);
   ADD_TEST (s, test_open_parent_dirs);

@@ -196,6 +196,59 @@ resolve_units (struct vdi_chain *chain)
       chain->table[u] = ENTRY_BELOW;
 }
 
+/* The table has an entry for every unit over the top image's size,
+ * while the images hold only their block maps, each in its file.  A
+ * top image with large blocks over a parent with small ones makes the
+ * table outgrow the maps by the ratio of the block sizes: 128 MiB over
+ * 128 KiB in a few MB of files asks for gigabytes.  Until the table
+ * is sparse, it may have at most TABLE_PER_MAP_ENTRY entries a map
+ * entry of the chain (16: the ratio of the largest block size
+ * VirtualBox creates to the smallest, 8 MiB to 512 KiB, for a top
+ * image grown past its parents), plus TABLE_ALLOWANCE entries
+ * (16 MiB) whatever the maps.  Chains of equal block sizes never come
+ * near it.
+ */
+#define TABLE_PER_MAP_ENTRY 16
+#define TABLE_ALLOWANCE (UINT64_C (1) << 21)
+
+static int
+check_table_size (const struct vdi_chain *chain)
+{
+  const struct vdi_header *h;
+  uint64_t map_entries = 0, limit;
+  size_t i, small = 0, large = 0;
+  char need[32], disk[32], unit[32], max[32], small_bs[32], large_bs[32];
+
+  for (i = 0; i < chain->depth; ++i) {
+    h = vdi_image_header (chain->images[i]);
+    map_entries += h->blocks;
+    if (h->block_size < vdi_image_header (chain->images[small])->block_size)
+      small = i;
+    if (h->block_size > vdi_image_header (chain->images[large])->block_size)
+      large = i;
+  }
+  limit = TABLE_PER_MAP_ENTRY * map_entries + TABLE_ALLOWANCE;
+  if (chain->units <= limit)
+    return 0;
+  vdi_error ("%s: the chain's lookup table would need %s (a %s disk in "
+             "units of %s: block sizes %s in %s over %s in %s), more than "
+             "the %s its images' block maps allow",
+             vdi_image_filename (chain->images[0]),
+             vdi_human_size (chain->units * sizeof *chain->table,
+                             need, sizeof need),
+             vdi_human_size (chain->size, disk, sizeof disk),
+             vdi_human_size (UINT64_C (1) << chain->unit_bits,
+                             unit, sizeof unit),
+             vdi_human_size (vdi_image_header (chain->images[large])
+                             ->block_size, large_bs, sizeof large_bs),
+             vdi_image_filename (chain->images[large]),
+             vdi_human_size (vdi_image_header (chain->images[small])
+                             ->block_size, small_bs, sizeof small_bs),
+             vdi_image_filename (chain->images[small]),
+             vdi_human_size (limit * sizeof *chain->table, max, sizeof max));
+  return -1;
+}
+
 /* Size the lookup table by the smallest block size of the chain and
  * resolve it.
  */
@@ -210,6 +263,8 @@ resolve_table (struct vdi_chain *chain)
   chain->unit_bits = log_2_bits (unit);
   chain->size = chain->sizes[0];
   chain->units = DIV_ROUND_UP (chain->size, (uint64_t) unit);
+  if (check_table_size (chain) == -1)
+    return -1;
 
   chain->table = malloc (MAX (chain->units, UINT64_C (1)) * sizeof *chain->table);
   if (chain->table == NULL) {

@@ -9,7 +9,9 @@
 # says where the plugin looked), cycles, a fixed image in the middle
 # of a chain, a chain deeper than 300 images, two parents with the
 # same UUID, a registry whose UUIDs disagree with the files, a broken
-# parent, a differencing image without a parent UUID.  And the cases
+# parent, a differencing image without a parent UUID, a chain whose
+# lookup table would outgrow its files (a top image with 128 MiB blocks
+# over a parent with 128 KiB ones).  And the cases
 # next to them that must work: a chain exactly 300 deep, the registry
 # settling which of two files is the parent, a stale parent
 # modification UUID (a warning only), links and junk in the folders.
@@ -90,6 +92,19 @@ mk "$d/c.vdi" --type diff --uuid-create "$(uuid 13)" \
 expect_fail cycle-three \
     "nbdkit: error: $d/Snapshots/a.vdi: the chain has a cycle: $d/c.vdi names c0c0c0c0-0000-4000-8000-000000000011 ($d/Snapshots/a.vdi) as its parent, which is already in the chain" \
     -- "$d/Snapshots/a.vdi"
+
+#----------------------------------------------------------------------
+# A top image of 2 TiB in 128 MiB blocks (a 64 KiB map) over a parent
+# in 128 KiB blocks: the lookup table, an entry per 128 KiB, would
+# need 128 MiB for 2 MiB of files.  Refused at once, saying why.
+d="$tmp/table"
+mk "$d/base.vdi" --size 1M --block-size 128K
+mkdir "$d/Snapshots"
+$MAKE_VDI --seed table-top --type diff --parent "$d/base.vdi" \
+          --size 2T --block-size 128M --blocks F "$d/Snapshots/top.vdi"
+expect_fail table-too-large \
+    "nbdkit: error: $d/Snapshots/top.vdi: the chain's lookup table would need 128 MiB (a 2 TiB disk in units of 128 KiB: block sizes 128 MiB in $d/Snapshots/top.vdi over 128 KiB in $d/base.vdi), more than the 18.0 MiB its images' block maps allow" \
+    -- "$d/Snapshots/top.vdi"
 
 #----------------------------------------------------------------------
 # A differencing image whose parent UUID is null has no parent to
