@@ -25,7 +25,11 @@
  *   after writes, never otherwise; the create UUID never changes;
  * - a chain opened read-only refuses every change with EROFS;
  * - threads writing into the same unallocated blocks at once each
- *   allocate nothing twice.
+ *   allocate nothing twice;
+ * - allocations that fail (the file cannot grow, the chain below
+ *   cannot be read) leave the image as valid as it was: no slot
+ *   counted that nothing uses, whether the failed one was the last
+ *   slot counted or another allocation took a later slot meanwhile.
  */
 
 #include <config.h>
@@ -41,7 +45,9 @@
 #include <assert.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <signal.h>
 #include <unistd.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 
@@ -695,6 +701,163 @@ test_crash_before_flush (void)
   disk_free (&d);
 }
 
+/* The image on disk, flushed and reopened, has exactly `used' slots
+ * counted, all of them used, checks clean and shows the model.
+ */
+static void
+check_counted (struct disk *d, uint32_t used, const struct vdi_below *b)
+{
+  const struct vdi_image *top;
+
+  flush (d);
+  CU_ASSERT_EQUAL (file_le32 (d->path, OFF_ALLOCATED), used);
+  disk_close (d);
+  disk_open (d, d->path, b != NULL, true);
+  top = vdi_chain_image (d->chain, 0);
+  CU_ASSERT_EQUAL (vdi_image_header (top)->blocks_allocated, used);
+  CU_ASSERT_EQUAL (vdi_image_leaked_slots (top), 0);
+  CU_ASSERT_EQUAL (vdi_image_check (top), 0);
+  check_model (d, b);
+  ASSERT_NO_ERROR ();
+}
+
+/* A dozen allocations that fail because the file may not grow
+ * (RLIMIT_FSIZE: EFBIG, as a full disk gives ENOSPC) count nothing:
+ * the image stays as valid as it was, and later allocations take the
+ * slots in order.
+ */
+static void
+test_failed_allocations (void)
+{
+  struct disk d = { 0 };
+  struct rlimit old, limit;
+  uint8_t buf[1000];
+  unsigned i;
+
+  disk_open (&d, make_image (16 * BS, VDI_TYPE_NORMAL, 11, NULL),
+             false, true);
+  do_write (&d, 3 * BS + 7, 100, 0x33, NULL);
+  flush (&d);
+
+  assert (getrlimit (RLIMIT_FSIZE, &old) == 0);
+  limit = old;
+  limit.rlim_cur = file_size (d.path);
+  assert (signal (SIGXFSZ, SIG_IGN) != SIG_ERR);
+  assert (setrlimit (RLIMIT_FSIZE, &limit) == 0);
+  memset (buf, 0x77, sizeof buf);
+  for (i = 4; i < 16; ++i) {
+    test_log_reset ();
+    errno = 0;
+    CU_ASSERT_EQUAL (vdi_chain_pwrite (d.chain, buf, sizeof buf,
+                                       i * BS + 10, 0, NULL), -1);
+    CU_ASSERT_EQUAL (errno, EFBIG);
+    ASSERT_ONE_ERROR (d.path, "writing block");
+  }
+  assert (setrlimit (RLIMIT_FSIZE, &old) == 0);
+  test_log_reset ();
+  /* A write into the allocated block still works meanwhile. */
+  do_write (&d, 3 * BS + 500, 100, 0x34, NULL);
+  check_counted (&d, 1, NULL);
+
+  do_write (&d, 9 * BS, BS, 0x99, NULL);
+  do_write (&d, 5 * BS + 1, 1, 0x55, NULL);
+  check_counted (&d, 3, NULL);
+  CU_ASSERT_EQUAL (vdi_image_map_entry (vdi_chain_image (d.chain, 0), 9), 1);
+  CU_ASSERT_EQUAL (vdi_image_map_entry (vdi_chain_image (d.chain, 0), 5), 2);
+  disk_free (&d);
+}
+
+/* What lies below, failing once on demand with EIO (reported by the
+ * below, as nbdkit's next layer does): before failing it runs another
+ * write (so that an allocation runs while another is in flight,
+ * filling its slot), as another request would.
+ */
+static struct disk *nested_disk;
+static uint64_t nested_offset;
+static bool nested_fails, below_fails;
+static const struct vdi_below failing_below;
+
+static int
+failing_below_pread (void *opaque, void *buf, uint32_t count,
+                     uint64_t offset)
+{
+  uint8_t data[100];
+
+  if (nested_disk) {
+    struct disk *d = nested_disk;
+
+    nested_disk = NULL;
+    memset (data, 0x66, sizeof data);
+    if (nested_fails) {
+      below_fails = true;
+      CU_ASSERT_EQUAL (vdi_chain_pwrite (d->chain, data, sizeof data,
+                                         nested_offset, 0, &failing_below),
+                       -1);
+    }
+    else {
+      CU_ASSERT_EQUAL (vdi_chain_pwrite (d->chain, data, sizeof data,
+                                         nested_offset, 0, &below), 0);
+      memcpy (d->model + nested_offset, data, sizeof data);
+    }
+    below_fails = true;
+  }
+  if (below_fails) {
+    below_fails = false;
+    errno = EIO;
+    return -1;
+  }
+  return below_pread (opaque, buf, count, offset);
+}
+
+static const struct vdi_below failing_below = { failing_below_pread, NULL };
+
+/* One allocation fails while another runs: the slot of the failed one
+ * is given back whether it was the last one counted (the other failed
+ * too) or lay below the other's (taken by the next allocation).
+ */
+static void
+test_failed_allocation_in_parallel (void)
+{
+  struct disk d = { 0 };
+  uint8_t buf[100];
+  uint64_t i;
+
+  disk_open (&d, make_image (8 * BS, VDI_TYPE_DIFF, 12, NULL), true, true);
+  for (i = 0; i < d.size; ++i)
+    d.model[i] = below_byte (i);
+  memset (buf, 0x11, sizeof buf);
+
+  /* Block 1 (slot 0) fails after block 2 took slot 1 and filled it. */
+  nested_disk = &d;
+  nested_offset = 2 * BS + 5;
+  nested_fails = false;
+  errno = 0;
+  CU_ASSERT_EQUAL (vdi_chain_pwrite (d.chain, buf, sizeof buf, 1 * BS + 5, 0,
+                                     &failing_below), -1);
+  CU_ASSERT_EQUAL (errno, EIO);
+  CU_ASSERT_EQUAL (vdi_image_map_entry (vdi_chain_image (d.chain, 0), 2), 1);
+  /* Slot 0 is counted, unused until the next allocation takes it. */
+  do_write (&d, 3 * BS + 9, 100, 0x33, &below);
+  CU_ASSERT_EQUAL (vdi_image_map_entry (vdi_chain_image (d.chain, 0), 3), 0);
+  check_counted (&d, 2, &below);
+
+  /* Block 4 (slot 2) fails after block 5 (slot 3) failed too: both
+   * are given back.
+   */
+  nested_disk = &d;
+  nested_offset = 5 * BS + 5;
+  nested_fails = true;
+  errno = 0;
+  CU_ASSERT_EQUAL (vdi_chain_pwrite (d.chain, buf, sizeof buf, 4 * BS + 5, 0,
+                                     &failing_below), -1);
+  CU_ASSERT_EQUAL (errno, EIO);
+  check_counted (&d, 2, &below);
+  do_write (&d, 6 * BS + 1, 10, 0x66, &below);
+  CU_ASSERT_EQUAL (vdi_image_map_entry (vdi_chain_image (d.chain, 0), 6), 2);
+  check_counted (&d, 3, &below);
+  disk_free (&d);
+}
+
 int
 main (void)
 {
@@ -710,5 +873,7 @@ main (void)
   ADD_TEST (s, test_read_only);
   ADD_TEST (s, test_allocation_race);
   ADD_TEST (s, test_crash_before_flush);
+  ADD_TEST (s, test_failed_allocations);
+  ADD_TEST (s, test_failed_allocation_in_parallel);
   return test_run ();
 }

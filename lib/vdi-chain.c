@@ -385,6 +385,7 @@ vdi_chain_destroy (struct vdi_chain *chain)
   pthread_mutex_destroy (&chain->flush_lock);
   pthread_cond_destroy (&chain->allocated);
   free (chain->allocating);
+  free (chain->released);
   free (chain);
 }
 

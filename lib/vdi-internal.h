@@ -38,6 +38,11 @@ struct vdi_chain {
     uint32_t block, slot;
   } *allocating;
   size_t nr_allocating;
+  /* Counted slots that allocations which failed gave back, below
+   * others still counted: the next allocations take them first.
+   */
+  uint32_t *released;
+  size_t nr_released;
   pthread_cond_t allocated;     /* signalled when one is done */
   bool modified;                /* the modify UUID was renewed since open */
   bool dirty;                   /* written since the last flush; set

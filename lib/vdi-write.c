@@ -30,6 +30,11 @@
  *   write to the file takes the inode's lock, and a header or map
  *   write per allocation would wait behind the data writes of others.
  *
+ * - An allocation that fails (a full disk, a parent that cannot be
+ *   read) gives its slot back: the counter goes down again, or the
+ *   next allocation takes the slot, so that failed writes leave no
+ *   counted slot that nothing uses.
+ *
  * - Zeroing a whole unallocated block writes a ZERO entry, never
  *   FREE: in a differencing image FREE would bring the parent's data
  *   back (VirtualBox issue #850).
@@ -271,10 +276,26 @@ write_slot (struct vdi_image *top, uint32_t b, const void *data,
   return -1;
 }
 
-/* Reserve a slot for top block b, whose entry is FREE or ZERO: the
- * counter's next slot, or one a crash left unused.  Other requests
- * for block b wait on chain->allocated until publish_slot.  Returns
- * the slot, or -1.  Called with chain->lock held.
+/* The slot the next allocation takes: one that a failed allocation
+ * gave back, else the counter's next slot, else one a crash left
+ * unused.  Returns -1 if there is none.  Called with chain->lock held.
+ */
+static int64_t
+next_slot (const struct vdi_chain *chain)
+{
+  const struct vdi_header *h = vdi_image_header (chain->images[0]);
+
+  if (chain->nr_released > 0)
+    return chain->released[chain->nr_released - 1];
+  if (h->blocks_allocated < h->blocks)
+    return h->blocks_allocated;
+  return unused_slot (chain);
+}
+
+/* Reserve a slot for top block b, whose entry is FREE or ZERO (see
+ * next_slot).  Other requests for block b wait on chain->allocated
+ * until publish_slot.  Returns the slot, or -1.  Called with
+ * chain->lock held.
  */
 static int64_t
 reserve_slot (struct vdi_chain *chain, uint32_t b)
@@ -282,11 +303,11 @@ reserve_slot (struct vdi_chain *chain, uint32_t b)
   struct vdi_image *top = chain->images[0];
   struct vdi_header *h = vdi_image_header_for_update (top);
   struct allocation *allocating;
-  int64_t slot = h->blocks_allocated;
+  int64_t slot = -1;
 
-  if (h->type != VDI_TYPE_FIXED && slot >= h->blocks)
-    slot = unused_slot (chain);
-  if (h->type == VDI_TYPE_FIXED || slot == -1) {
+  if (h->type != VDI_TYPE_FIXED)
+    slot = next_slot (chain);
+  if (slot == -1) {
     vdi_error ("%s: block %" PRIu32 " is not allocated and cannot be "
                "(%s image, %" PRIu32 " of %" PRIu32 " blocks allocated)",
                vdi_image_filename (top), b, vdi_type_name (h->type),
@@ -301,7 +322,9 @@ reserve_slot (struct vdi_chain *chain, uint32_t b)
     return -1;
   }
   chain->allocating = allocating;
-  if (slot == h->blocks_allocated)
+  if (chain->nr_released > 0)
+    chain->nr_released--;
+  else if (slot == h->blocks_allocated)
     h->blocks_allocated++;
   chain->allocating[chain->nr_allocating].block = b;
   chain->allocating[chain->nr_allocating].slot = slot;
@@ -344,10 +367,56 @@ fill_slot (struct vdi_chain *chain, uint32_t b, uint32_t entry,
   return write_slot (top, b, block, offset);
 }
 
+/* Take slot off the list of released slots, if it is there.  Called
+ * with chain->lock held.
+ */
+static bool
+take_released (struct vdi_chain *chain, uint32_t slot)
+{
+  size_t i;
+
+  for (i = 0; i < chain->nr_released; ++i)
+    if (chain->released[i] == slot) {
+      chain->released[i] = chain->released[--chain->nr_released];
+      return true;
+    }
+  return false;
+}
+
+/* Give back the slot of an allocation that failed (ENOSPC, EIO), so
+ * that the image stays as valid as it was: counted slots that nothing
+ * uses fail the checks of qemu-img and vdi_image_check.  The last
+ * counted slot is uncounted, with the released ones right below it;
+ * one below slots still counted (allocations that ran alongside) is
+ * kept for the next allocation.  Called with chain->lock held.
+ */
+static void
+release_slot (struct vdi_chain *chain, uint32_t slot)
+{
+  struct vdi_header *h = vdi_image_header_for_update (chain->images[0]);
+  uint32_t *released;
+
+  if (slot + 1 == h->blocks_allocated) {
+    do
+      h->blocks_allocated--;
+    while (h->blocks_allocated > 0 &&
+           take_released (chain, h->blocks_allocated - 1));
+    return;
+  }
+  /* Without memory the slot stays counted but unused, as after a
+   * crash: a leak, which unused_slot finds once every slot is counted.
+   */
+  released = realloc (chain->released,
+                      (chain->nr_released + 1) * sizeof *released);
+  if (released == NULL)
+    return;
+  chain->released = released;
+  chain->released[chain->nr_released++] = slot;
+}
+
 /* End the allocation of top block b: point its map entry at the slot
- * if filled, and wake the requests waiting for the block.  A slot that
- * was not filled stays counted but unused: a leak, never a map entry
- * pointing at garbage.  Called with chain->lock held.
+ * if filled, else give the slot back; and wake the requests waiting
+ * for the block.  Called with chain->lock held.
  */
 static void
 publish_slot (struct vdi_chain *chain, uint32_t b, uint32_t slot, bool filled)
@@ -361,6 +430,8 @@ publish_slot (struct vdi_chain *chain, uint32_t b, uint32_t slot, bool filled)
     }
   if (filled)
     set_map_entry (chain, b, slot);
+  else
+    release_slot (chain, slot);
   pthread_cond_broadcast (&chain->allocated);
 }
 

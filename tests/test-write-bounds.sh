@@ -11,7 +11,12 @@
 #   - the vdidiff filter over a disk too large for a VDI image with its
 #     block size (1 PiB with 1 MiB blocks) refuses to start, saying
 #     the largest size that fits, and creates nothing; with 128 MiB
-#     blocks the same disk gets its layer.
+#     blocks the same disk gets its layer;
+#   - a dozen writes into unallocated blocks that fail because the file
+#     cannot grow (RLIMIT_FSIZE, set on the running server with
+#     prlimit: EFBIG, as a full disk gives ENOSPC) leave the image as
+#     valid as it was: after a flush, vdi-img check and qemu-img check
+#     are clean and it reads as before, through the plugin and qemu-img.
 
 source ./functions.sh
 source "$abs_srcdir/write-functions.sh"
@@ -20,6 +25,7 @@ set -x
 
 requires qemu-img --version
 requires nbdcopy --version
+requires prlimit --version
 requires_nbdsh
 
 tmp="$(realpath "$(mktemp -d --suffix=.tmp test-write-bounds.XXXXXX)")"
@@ -61,3 +67,36 @@ nbdkit -U - --filter="$VDIDIFF_FILTER" null size=1P vdidiff="$tmp/pib.vdi" \
        vdidiff-block-size=128M --run 'nbdinfo --size "$uri"' > "$tmp/pib.size"
 test "$(cat "$tmp/pib.size")" -eq $(( 1 << 50 ))
 $VDI_CHECK "$tmp/pib.vdi"
+
+# Failed allocations.  SIGXFSZ, ignored here, stays ignored in nbdkit,
+# whose writes past the limit then fail with EFBIG.
+$MAKE_VDI --size 16M --blocks DFFFFFFFFFFFFFFF --seed fail \
+          --expect "$tmp/fail.raw" "$tmp/fail.vdi"
+trap '' XFSZ
+start_server "$tmp/fail.pid" "$tmp/fail.sock" "$tmp/fail.log" \
+             -v "$VDI_PLUGIN" "$tmp/fail.vdi"
+prlimit --pid "$(cat "$tmp/fail.pid")" \
+        --fsize="$(stat -c %s "$tmp/fail.vdi")":unlimited
+# NBD has no EFBIG: the client sees ENOSPC.
+nbdsh -u "$(uri_of "$tmp/fail.sock")" -c '
+import errno
+for b in range(1, 13):
+    try:
+        h.pwrite(b"x" * 4096, b * 1024 * 1024 + 512)
+        assert False, "the write succeeded"
+    except nbd.Error as e:
+        assert e.errnum == errno.ENOSPC, e
+'
+prlimit --pid "$(cat "$tmp/fail.pid")" --fsize=unlimited:unlimited
+nbdsh -u "$(uri_of "$tmp/fail.sock")" -c 'h.flush()'
+stop_server "$tmp/fail.pid"
+cat "$tmp/fail.log"
+test "$(grep -c "error: $tmp/fail.vdi: writing block" "$tmp/fail.log")" -eq 12
+test "$(vdi_field "$tmp/fail.vdi" cBlocksAllocated)" -eq 1
+$VDI_CHECK "$tmp/fail.vdi"
+qemu-img check -f vdi "$tmp/fail.vdi"
+qemu-img convert -f vdi -O raw "$tmp/fail.vdi" "$tmp/fail.out"
+cmp "$tmp/fail.raw" "$tmp/fail.out"
+nbdkit -U - "$VDI_PLUGIN" "$tmp/fail.vdi" \
+       --run 'nbdcopy "$uri" "$tmp/fail.served"'
+cmp "$tmp/fail.raw" "$tmp/fail.served"
