@@ -858,6 +858,69 @@ test_failed_allocation_in_parallel (void)
   disk_free (&d);
 }
 
+/* The virtual memory of this process, from /proc/self/status. */
+static uint64_t
+vm_size (void)
+{
+  FILE *fp = fopen ("/proc/self/status", "r");
+  char line[256];
+  uint64_t kib = 0;
+
+  assert (fp != NULL);
+  while (fgets (line, sizeof line, fp))
+    if (sscanf (line, "VmSize: %" SCNu64, &kib) == 1)
+      break;
+  fclose (fp);
+  assert (kib > 0);
+  return kib * 1024;
+}
+
+/* Allocating a block of 128 MiB takes a small fixed amount of memory,
+ * not a buffer of the block's size: partial writes (one across the
+ * edge of the pieces the slot is filled in) and zeroing into a layer
+ * whose blocks are all unallocated, under an address space limit of
+ * 64 MiB more than the process has.  The block reads as what lies
+ * below with the writes on top.
+ */
+static void
+test_large_block_memory (void)
+{
+  const uint32_t block_size = 128 * KiB * KiB;
+  struct disk d = { 0 };
+  struct vdi_header h;
+  struct rlimit old, limit;
+  uint32_t map[2] = { FREE, FREE };
+  uint8_t buf[3000];
+  uint64_t i;
+  char *path;
+
+  test_header_init (&h, 2 * (uint64_t) block_size, block_size, 13);
+  h.type = VDI_TYPE_DIFF;
+  test_uuid_make (&h.uuid_linkage, 113);
+  path = test_write_image (&h, map, NULL, 0, 0);
+  CU_ASSERT_PTR_NOT_NULL_FATAL (path);
+  disk_open (&d, path, true, true);
+  for (i = 0; i < d.size; ++i)
+    d.model[i] = below_byte (i);
+  memset (buf, 0x42, sizeof buf);
+
+  assert (getrlimit (RLIMIT_AS, &old) == 0);
+  limit = old;
+  limit.rlim_cur = vm_size () + 64 * KiB * KiB;
+  assert (setrlimit (RLIMIT_AS, &limit) == 0);
+  CU_ASSERT_EQUAL (vdi_chain_pwrite (d.chain, buf, sizeof buf,
+                                     KiB * KiB - 1000, 0, &below), 0);
+  CU_ASSERT_EQUAL (vdi_chain_zero (d.chain, 5000, block_size + 77, 0, &below),
+                   0);
+  assert (setrlimit (RLIMIT_AS, &old) == 0);
+  memcpy (d.model + KiB * KiB - 1000, buf, sizeof buf);
+  memset (d.model + block_size + 77, 0, 5000);
+  check_model (&d, &below);
+  ASSERT_NO_ERROR ();
+  check_counted (&d, 2, &below);
+  disk_free (&d);
+}
+
 int
 main (void)
 {
@@ -875,5 +938,6 @@ main (void)
   ADD_TEST (s, test_crash_before_flush);
   ADD_TEST (s, test_failed_allocations);
   ADD_TEST (s, test_failed_allocation_in_parallel);
+  ADD_TEST (s, test_large_block_memory);
   return test_run ();
 }

@@ -190,19 +190,22 @@ set_map_entry (struct vdi_chain *chain, uint32_t b, uint32_t entry)
   update_table (chain, b);
 }
 
-/* Fill block[0, block_size) with what top block b shows now. */
+/* Fill buf with the n bytes that top block b (whose entry is entry)
+ * shows from byte pos on.
+ */
 static int
-read_block (const struct vdi_chain *chain, uint32_t b, uint32_t entry,
-            void *block, const struct vdi_below *below)
+read_block_part (const struct vdi_chain *chain, uint32_t b, uint32_t entry,
+                 uint32_t pos, uint32_t n, char *buf,
+                 const struct vdi_below *below)
 {
   const uint32_t block_size = vdi_image_header (chain->images[0])->block_size;
-  const uint64_t start = (uint64_t) b * block_size;
-  const uint64_t len = MIN ((uint64_t) block_size, chain->size - start);
+  const uint64_t start = (uint64_t) b * block_size + pos;
 
-  memset (block, 0, block_size);
-  if (entry == VDI_BLOCK_ZERO)
+  memset (buf, 0, n);
+  if (entry == VDI_BLOCK_ZERO || start >= chain->size)
     return 0;
-  return vdi_chain_pread (chain, block, len, start, below);
+  return vdi_chain_pread (chain, buf, MIN ((uint64_t) n, chain->size - start),
+                          start, below);
 }
 
 /* Is top block b being allocated by another request?  Called with
@@ -249,28 +252,13 @@ unused_slot (const struct vdi_chain *chain)
   return -1;
 }
 
-/* Write the slot of top block b, whose data starts at offset: zeros
- * in the extra bytes VDI may reserve before each block (VirtualBox
- * never makes images with any), then block_size bytes of data.
- */
+/* Write n bytes of buf at offset, part of the slot of top block b. */
 static int
-write_slot (struct vdi_image *top, uint32_t b, const void *data,
-            uint64_t offset)
+write_slot_part (struct vdi_image *top, uint32_t b, const void *buf,
+                 uint32_t n, uint64_t offset)
 {
-  const struct vdi_header *h = vdi_image_header (top);
-  const int fd = vdi_image_fd (top);
-
-  if (h->block_extra > 0) {
-    CLEANUP_FREE char *zeros = calloc (1, h->block_extra);
-
-    if (zeros == NULL ||
-        vdi_full_pwrite (fd, zeros, h->block_extra,
-                         offset - h->block_extra) == -1)
-      goto err;
-  }
-  if (vdi_full_pwrite (fd, data, h->block_size, offset) == 0)
+  if (vdi_full_pwrite (vdi_image_fd (top), buf, n, offset) == 0)
     return 0;
- err:
   vdi_error ("%s: writing block %" PRIu32 ": %m",
              vdi_image_filename (top), b);
   return -1;
@@ -332,10 +320,16 @@ reserve_slot (struct vdi_chain *chain, uint32_t b)
   return slot;
 }
 
-/* Fill the reserved slot of top block b (whose entry was entry) with
- * len bytes of data (NULL: zeros) at byte lo and the rest from what
- * the block shows now.  Runs without chain->lock, so that allocations
- * run in parallel.
+/* A slot is filled in pieces of at most this many bytes, so that an
+ * allocation takes that much memory whatever the block size.
+ */
+#define FILL_PIECE (1024 * 1024)
+
+/* Fill the reserved slot of top block b (whose entry was entry): zeros
+ * in the extra bytes VDI may reserve before each block (VirtualBox
+ * never makes images with any), then len bytes of data (NULL: zeros)
+ * at byte lo of the block and the rest from what the block shows now.
+ * Runs without chain->lock, so that allocations run in parallel.
  */
 static int
 fill_slot (struct vdi_chain *chain, uint32_t b, uint32_t entry,
@@ -345,26 +339,48 @@ fill_slot (struct vdi_chain *chain, uint32_t b, uint32_t entry,
   struct vdi_image *top = chain->images[0];
   const struct vdi_header *h = vdi_image_header (top);
   const uint64_t offset = vdi_header_slot_offset (h, slot);
-  CLEANUP_FREE char *block = NULL;
+  const uint32_t piece = MIN (h->block_size, (uint32_t) FILL_PIECE);
+  CLEANUP_FREE char *buf = calloc (1, piece);
+  uint32_t pos, n;
 
-  /* A whole block comes straight from the caller (whole blocks of
-   * zeros never get here: they become ZERO entries).
-   */
-  if (lo == 0 && len == h->block_size)
-    return write_slot (top, b, data, offset);
-
-  block = malloc (h->block_size);
-  if (block == NULL) {
-    vdi_error ("malloc: %m");
+  if (buf == NULL) {
+    vdi_error ("calloc: %m");
     return -1;
   }
-  if (read_block (chain, b, entry, block, below) == -1)
-    return -1;
-  if (data)
-    memcpy (block + lo, data, len);
-  else
-    memset (block + lo, 0, len);
-  return write_slot (top, b, block, offset);
+  for (pos = 0; pos < h->block_extra; pos += n) {
+    n = MIN (h->block_extra - pos, piece);
+    if (write_slot_part (top, b, buf, n, offset - h->block_extra + pos) == -1)
+      return -1;
+  }
+  for (pos = 0; pos < h->block_size; pos += n) {
+    const char *part = buf;
+    uint32_t from, to;
+
+    /* The piece [pos, pos + n) of the block, and the part [from, to)
+     * of it that the caller writes.
+     */
+    n = MIN (h->block_size - pos, piece);
+    from = MAX (pos, lo);
+    to = MIN (pos + n, lo + len);
+    if (from == pos && to == pos + n) {
+      if (data)
+        part = (const char *) data + (pos - lo);
+      else
+        memset (buf, 0, n);
+    }
+    else {
+      if (read_block_part (chain, b, entry, pos, n, buf, below) == -1)
+        return -1;
+      if (from < to && data)
+        memcpy (buf + (from - pos), (const char *) data + (from - lo),
+                to - from);
+      else if (from < to)
+        memset (buf + (from - pos), 0, to - from);
+    }
+    if (write_slot_part (top, b, part, n, offset + pos) == -1)
+      return -1;
+  }
+  return 0;
 }
 
 /* Take slot off the list of released slots, if it is there.  Called
