@@ -254,6 +254,10 @@ def header_cases(c):
         ("block-extra-odd", ["--set", "cbBlockExtra=513"],
          lambda i: bad + "extra block data size 513 is neither 0 nor a "
          "power of two"),
+        ("block-extra-2g", ["--corrupt", "block-extra-too-large"],
+         lambda i: "unsupported VDI header: extra block data size %d is "
+         "larger than the block size %d (VirtualBox never makes such images)"
+         % (field(i, "cbBlockExtra"), i.cb_block)),
         ("type-5", ["--corrupt", "bad-type"],
          lambda i: bad + "unknown image type 5"),
         ("type-0", ["--corrupt", "bad-type-zero"],
@@ -341,8 +345,11 @@ def map_cases(c):
          None),                 # made below: entry 3 is entry 1's slot
         ("data-past-eof", ["--blocks", "ddd", "--size", "384K"],
          None),                 # made below: cut where slot 2 starts
+        # Slot 16384 lies 4 GiB past the file: not inside it, as an
+        # offset computed in 32 bits would be.
         ("slot-offset-overflow", ["--corrupt", "overflow-slot-offset"],
-         lambda i: past_eof % (2, 2, slot_start(i, 2), file_len(i))),
+         lambda i: past_eof % (1, 16384, slot_start(i, 16384),
+                               file_len(i))),
         ("map-truncated", ["--corrupt", "truncated-map"],
          lambda i: trunc % (i.off_blocks + 4 * i.n_blocks, file_len(i))),
         ("map-truncated-v0", ["--corrupt", "v0-truncated-map"],
@@ -374,15 +381,21 @@ def map_cases(c):
         c.expect("map-" + name, IMAGE_TOOLS, "bad.vdi", text,
                  "file=@DIR@/bad.vdi")
 
-    # Images that open (the plugin serves them) but are not sound:
-    # only vdi-img check reports them.
-    d = c.case("map-fixed-missing-block")
-    path = os.path.join(d, "fixed.vdi")
-    img = vdi(path, "--type", "fixed", "--seed", "fixed")
-    patch_entry(path, img, 2, make_vdi.ZERO)
-    c.expect("map-fixed-missing-block", "check2", "fixed.vdi",
-             "fixed image with 3 of 4 blocks allocated",
-             "file=@DIR@/fixed.vdi")
+    # Images that open but are not sound: vdi-img check reports them,
+    # and the plugin will not write to a fixed image with holes.
+    for name, entry in (("map-fixed-missing-block", make_vdi.ZERO),
+                        ("map-fixed-free-block", make_vdi.FREE)):
+        d = c.case(name)
+        path = os.path.join(d, "fixed.vdi")
+        img = vdi(path, "--type", "fixed", "--seed", "fixed")
+        patch_entry(path, img, 2, entry)
+        c.expect(name, "check2", "fixed.vdi",
+                 "fixed image with 3 of 4 blocks allocated",
+                 "file=@DIR@/fixed.vdi")
+        c.expect(name, "nbdkit", "fixed.vdi",
+                 "@DIR@/fixed.vdi: cannot write to a fixed image with only 3 "
+                 "of 4 blocks allocated (a corrupt block map): open it "
+                 "read-only", "file=@DIR@/fixed.vdi")
     d = c.case("map-slots-past-eof")
     path = os.path.join(d, "short.vdi")
     img = vdi(path, "--blocks", "ddFF", "--set", "cBlocksAllocated=3",
@@ -419,6 +432,22 @@ def chain_cases(c):
                  "file=@DIR@/Snapshots/child.vdi",
                  *["parent-dir=@DIR@/" + x for x in dirs])
     os.remove(lost)
+
+    # A top image in 128 MiB blocks over a parent in 128 KiB ones: a
+    # lookup table far larger than the files, refused before it is
+    # allocated.
+    d = c.case("chain-table-too-large")
+    vdi(os.path.join(d, "base.vdi"), "--size", "1M", "--block-size", "128K",
+        "--uuid-create", uuid(5), "--seed", "b")
+    vdi(os.path.join(d, "Snapshots", "top.vdi"), "--type", "diff",
+        "--parent", os.path.join(d, "base.vdi"), "--size", "2T",
+        "--block-size", "128M", "--blocks", "F", "--seed", "t")
+    c.expect("chain-table-too-large", "nbdkit", "Snapshots/top.vdi",
+             "@DIR@/Snapshots/top.vdi: the chain's lookup table would need "
+             "128 MiB (a 2 TiB disk in units of 128 KiB: block sizes 128 MiB "
+             "in @DIR@/Snapshots/top.vdi over 128 KiB in @DIR@/base.vdi), "
+             "more than the 18.0 MiB its images' block maps allow",
+             "file=@DIR@/Snapshots/top.vdi")
 
     # The registry puts the parent in a file with another UUID.
     d = c.case("chain-parent-uuid-mismatch")
