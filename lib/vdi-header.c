@@ -317,9 +317,11 @@ vdi_header_validate (const char *filename, const struct vdi_header *h,
   map_end = h->blocks_offset + 4 * (uint64_t) h->blocks;
   if (h->data_offset < map_end) {
     vdi_error ("%s: bad VDI header: data offset %" PRIu32
-               " is inside the block map (offset %" PRIu32
+               " is %s the block map (offset %" PRIu32
                ", %" PRIu32 " entries)",
-               filename, h->data_offset, h->blocks_offset, h->blocks);
+               filename, h->data_offset,
+               h->data_offset < h->blocks_offset ? "before" : "inside",
+               h->blocks_offset, h->blocks);
     return -1;
   }
   if (map_end > file_size) {

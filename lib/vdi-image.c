@@ -96,11 +96,20 @@ load_map (struct vdi_image *img)
       return -1;
     }
     if (vdi_header_slots_end (h, slot + 1) > img->file_size) {
-      vdi_error ("%s: corrupt block map: entry %" PRIu32
-                 " points to slot %" PRIu32 " at offset %" PRIu64
-                 ", past the end of the file (%" PRIu64 " bytes)",
-                 img->filename, i, slot, vdi_header_slots_end (h, slot),
-                 img->file_size);
+      const uint64_t start = vdi_header_slots_end (h, slot);
+
+      if (start >= img->file_size)
+        vdi_error ("%s: corrupt block map: entry %" PRIu32
+                   " points to slot %" PRIu32 " at offset %" PRIu64
+                   ", past the end of the file (%" PRIu64 " bytes)",
+                   img->filename, i, slot, start, img->file_size);
+      else
+        vdi_error ("%s: corrupt block map: entry %" PRIu32
+                   " points to slot %" PRIu32 " at offset %" PRIu64
+                   ", which runs to %" PRIu64 ", past the end of the "
+                   "file (%" PRIu64 " bytes)", img->filename, i, slot,
+                   start, vdi_header_slots_end (h, slot + 1),
+                   img->file_size);
       return -1;
     }
     if (bit_is_set (used, slot)) {

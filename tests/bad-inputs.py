@@ -186,7 +186,7 @@ def header_cases(c):
     bsize = bad + "block size %d is outside the range VirtualBox opens " \
         "(128 KiB to 128 MiB)"
     cover = bad + "%d blocks of %d bytes do not cover the disk size %d"
-    inside = bad + "data offset %d is inside the block map (offset %d, " \
+    inside = bad + "data offset %d is %s the block map (offset %d, " \
         "%d entries)"
 
     def field(img, name):
@@ -236,10 +236,12 @@ def header_cases(c):
         ("block-count-zero", ["--corrupt", "block-count-zero"],
          lambda i: bad + "the block count is zero"),
         ("data-inside-map", ["--corrupt", "data-offset-inside-map"],
-         lambda i: inside % (field(i, "offData"), i.off_blocks,
+         lambda i: inside % (field(i, "offData"), "inside", i.off_blocks,
                              i.n_blocks)),
+        ("data-before-map", ["--off-data", "0x200"],
+         lambda i: inside % (512, "before", i.off_blocks, i.n_blocks)),
         ("map-size-overflow", ["--corrupt", "overflow-map-size"],
-         lambda i: inside % (field(i, "offData"), i.off_blocks,
+         lambda i: inside % (field(i, "offData"), "inside", i.off_blocks,
                              field(i, "cBlocks"))),
         ("map-inside-header", ["--corrupt", "map-offset-too-small"],
          lambda i: bad + "block map offset 256 is inside the header"),
@@ -350,6 +352,12 @@ def map_cases(c):
         ("slot-offset-overflow", ["--corrupt", "overflow-slot-offset"],
          lambda i: past_eof % (1, 16384, slot_start(i, 16384),
                                file_len(i))),
+        # The file ends in the middle of the last slot.
+        ("slot-cut", ["--blocks", "DDD", "--size", "384K", "--corrupt",
+                      "truncated-data"],
+         lambda i: corrupt + "entry 2 points to slot 2 at offset %d, which "
+         "runs to %d, past the end of the file (%d bytes)"
+         % (slot_start(i, 2), slot_start(i, 3), file_len(i))),
         ("map-truncated", ["--corrupt", "truncated-map"],
          lambda i: trunc % (i.off_blocks + 4 * i.n_blocks, file_len(i))),
         ("map-truncated-v0", ["--corrupt", "v0-truncated-map"],
