@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <stdint.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <string.h>
 #include <assert.h>
 #include <unistd.h>
@@ -649,6 +650,32 @@ test_create_too_large (void)
     ASSERT_ONE_ERROR (path, cases[i].phrase);
     CU_ASSERT_EQUAL (access (path, F_OK), -1);
   }
+  free (path);
+}
+
+/* A new image is built under a temporary name beside its own; when
+ * that fails (here the temporary name is too long for the folder, the
+ * image's own just fits), the error names the image, and no file is
+ * left behind.
+ */
+static void
+test_create_names_the_image (void)
+{
+  const char *dir = getenv ("TMPDIR") ? getenv ("TMPDIR") : "/tmp";
+  char name[NAME_MAX + 1];
+  struct vdi_header h;
+  char *path;
+
+  memset (name, 'x', NAME_MAX - 4);
+  strcpy (name + NAME_MAX - 4, ".vdi");
+  assert (asprintf (&path, "%s/%s", dir, name) > 0);
+  vdi_header_init_dynamic (&h, VDI_TYPE_NORMAL, 1 * MiB, 1 * MiB);
+  test_uuid_make (&h.uuid_create, 1);
+  test_uuid_make (&h.uuid_modify, 2);
+  test_log_reset ();
+  CU_ASSERT_EQUAL (vdi_image_create (path, &h), -1);
+  ASSERT_ONE_ERROR (path, ": cannot create the image: File name too long");
+  CU_ASSERT_EQUAL (access (path, F_OK), -1);
   free (path);
 }
 
@@ -1626,6 +1653,7 @@ main (void)
   ADD_TEST (s, test_open_fixed);
   ADD_TEST (s, test_fixed_missing_blocks_read_only);
   ADD_TEST (s, test_create_too_large);
+  ADD_TEST (s, test_create_names_the_image);
   ADD_TEST (s, test_open_missing_file);
   ADD_TEST (s, test_open_not_vdi);
   ADD_TEST (s, test_open_truncated_header);

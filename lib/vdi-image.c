@@ -557,6 +557,7 @@ vdi_image_create (const char *filename, const struct vdi_header *h)
 
   /* Build the image beside its final name and rename it into place,
    * so that a crash never leaves a half-written image under the name.
+   * Errors name the image the user asked for, not the temporary file.
    */
   if (asprintf (&tmp, "%s.tmpXXXXXX", filename) == -1) {
     vdi_error ("asprintf: %m");
@@ -564,24 +565,24 @@ vdi_image_create (const char *filename, const struct vdi_header *h)
   }
   fd = mkostemp (tmp, O_CLOEXEC);
   if (fd == -1) {
-    vdi_error ("%s: mkostemp: %m", tmp);
+    vdi_error ("%s: cannot create the image: %m", filename);
     return -1;
   }
   vdi_header_encode (h, buf);
   if (vdi_full_pwrite (fd, buf, sizeof buf, 0) == -1) {
-    vdi_error ("%s: writing the header: %m", tmp);
+    vdi_error ("%s: writing the header: %m", filename);
     goto err;
   }
-  if (write_empty_map (fd, tmp, h) == -1 ||
-      truncate_data (fd, tmp, h) == -1)
+  if (write_empty_map (fd, filename, h) == -1 ||
+      truncate_data (fd, filename, h) == -1)
     goto err;
   if (fsync (fd) == -1) {
-    vdi_error ("%s: fsync: %m", tmp);
+    vdi_error ("%s: fsync: %m", filename);
     goto err;
   }
   if (close (fd) == -1) {
     fd = -1;
-    vdi_error ("%s: close: %m", tmp);
+    vdi_error ("%s: close: %m", filename);
     goto err;
   }
   fd = -1;
