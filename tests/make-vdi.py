@@ -449,10 +449,11 @@ class Image:
                     continue
                 off = self.slot_offset(slot)
                 if self.extra:
-                    # Junk in (at most the first MiB of) the extra bytes.
+                    # Junk in (at most the first 64 KiB of) the extra
+                    # bytes: a reader that shows them shows junk.
                     f.seek(off - self.extra)
                     f.write(junk_bytes(self.args.seed, "extra/%d" % slot,
-                                       min(self.extra, MiB)))
+                                       min(self.extra, 64 * KiB)))
                 if self.states[b] == "d":
                     continue                     # zeros: leave a hole
                 data = self.block_data(b)

@@ -51,10 +51,11 @@ done <<'LAYOUTS'
 # Extra bytes before each block (junk: ignoring them reads junk).
 --header 1.1+ --align 1M --size 5M --block-size 1M --block-extra 4096 --blocks DZDFD --shuffle
 --header 1.1+ --align 512 --size 2M+512 --block-size 512K --block-extra 512 --shuffle
---header 1.1 --align none --size 1000001 --block-size 128K --block-extra 1M --shuffle
+--header 1.1 --align none --size 1000001 --block-size 128K --block-extra 128K --shuffle
 --header 1.1+ --align 1M --size 7M --block-size 2M --block-extra 64K --type fixed
-# 2 GiB of extra bytes: slot offsets only fit in 64 bits (sparse file).
---header 1.1+ --align 1M --size 384K --block-size 128K --block-extra 2G --blocks DZD --shuffle
+# Slots past 4 GiB in the file (sparse, all zero but the junk in the
+# extra bytes, which a 32-bit offset would show): 64-bit offsets.
+--header 1.1+ --align 1M --size 2049M --block-size 1M --block-extra 1M --weights 0,1,0,0
 # The legacy v0 header: map at 0x1A4, data right after it.
 --header v0 --size 4M --blocks DZFD
 --header v0 --size 1000001 --block-size 128K --shuffle
