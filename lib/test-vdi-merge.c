@@ -71,6 +71,19 @@ assert_clean (const char *rel)
   vdi_image_close (img);
 }
 
+/* The images of a merge that failed are closed: no lock stays, so
+ * they open for writing again.
+ */
+static void
+assert_closed (const char *rel)
+{
+  struct vdi_image *img = vdi_image_open (at (rel), VDI_OPEN_WRITE);
+
+  CU_ASSERT_PTR_NOT_NULL (img);
+  if (img)
+    vdi_image_close (img);
+}
+
 static int
 merge (const char *rel, enum vdi_merge_direction direction)
 {
@@ -336,6 +349,8 @@ test_merge_in_use (void)
     CU_ASSERT_EQUAL (merge (chain_rel (1), VDI_MERGE_INTO_PARENT), -1);
     ASSERT_ONE_ERROR (at (chain_rel (busy)), "in use");
     vdi_image_close (held);
+    assert_closed (chain_rel (0));
+    assert_closed (chain_rel (1));
     assert_same_file (chain_rel (0), bytes, len);
     CU_ASSERT_EQUAL (access (at (chain_rel (1)), F_OK), 0);
     free (bytes);
@@ -380,6 +395,8 @@ test_merge_child_larger (void)
   img_write (&child, chain_rel (1));
   CU_ASSERT_EQUAL (merge (chain_rel (1), VDI_MERGE_INTO_PARENT), -1);
   ASSERT_ONE_ERROR (at (chain_rel (1)), "larger");
+  assert_closed (chain_rel (0));
+  assert_closed (chain_rel (1));
   dir_remove ();
 }
 

@@ -438,7 +438,9 @@ check_children_free (const struct vdi_image *child,
   return r;
 }
 
-/* Into the parent: copy, flush, and say in j what is left. */
+/* Into the parent: copy, flush, and say in j what is left.  Frees
+ * the chain.
+ */
 static int
 merge_into_parent (struct vdi_chain *chain, const struct vdi_merge *merge,
                    struct vdi_journal *j)
@@ -455,10 +457,10 @@ merge_into_parent (struct vdi_chain *chain, const struct vdi_merge *merge,
                "of its parent %s (%" PRIu64 " bytes): resize the parent "
                "first", vdi_image_filename (child), chain->sizes[0],
                vdi_image_filename (chain->images[1]), chain->sizes[1]);
-    return -1;
+    goto err;
   }
   if (check_children_free (child, merge) == -1)
-    return -1;
+    goto err;
 
   /* The parent becomes the top of a chain of its own. */
   images = vdi_chain_release (chain, &n);
@@ -487,6 +489,10 @@ merge_into_parent (struct vdi_chain *chain, const struct vdi_merge *merge,
   vdi_image_close (child);
   vdi_chain_free (parent);
   return r;
+
+ err:
+  vdi_chain_free (chain);
+  return -1;
 }
 
 /* Into the child: copy, flush, and say in j what is left. */
