@@ -33,7 +33,7 @@ requires jq --version
 requires xmllint --version
 requires test -f "$KILL_AT_LIB"
 
-schema="$abs_top_srcdir/../shared/testdata/vbox-settings/VirtualBox-settings.xsd"
+schema="$TESTDATA/vbox-settings/VirtualBox-settings.xsd"
 tmp="$(realpath "$(mktemp -d --suffix=.tmp test-snapshot-delete.XXXXXX)")"
 cleanup_fn rm -rf "$tmp"
 
