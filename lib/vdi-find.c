@@ -465,8 +465,11 @@ ambiguity_hint (const struct finder *f, const struct vdi_uuid *uuid,
           append_unique (&dirs, &nr_dirs, folder) == -1)
         goto out;
   }
-  /* Folders list their files in no particular order. */
-  qsort (registries, nr_registries, sizeof *registries, compare_strings);
+  /* Folders list their files in no particular order.  (With none,
+   * registries is NULL, which qsort may not be given.)
+   */
+  if (nr_registries > 1)
+    qsort (registries, nr_registries, sizeof *registries, compare_strings);
 
   fp = open_memstream (&hint, &len);
   if (fp == NULL) {
