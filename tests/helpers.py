@@ -23,8 +23,9 @@ Files and images:
       file under DIR, sorted by path; "unreadable ./PATH" for a file
       that cannot be opened.
 
-  tree-state DIR
-      One line for every entry under DIR (symbolic links are not
+  tree-state DIR [--skip NAME]...
+      One line for every entry under DIR but the folders NAME (relative
+      to DIR) and what they hold (symbolic links are not
       followed), sorted by path: "./PATH MODE SIZE MTIME_NS X", MODE as
       ls -l shows it (its type and permissions), X the sha256 (as
       above) of a regular file ("unreadable" if it cannot be opened),
@@ -219,8 +220,10 @@ def cmd_sums(args):
 
 def cmd_tree_state(args):
     os.chdir(args.dir)
+    skip = set(os.path.join(".", os.path.normpath(n)) for n in args.skip)
     entries = []
     for dirpath, dirs, files in os.walk("."):
+        dirs[:] = [n for n in dirs if os.path.join(dirpath, n) not in skip]
         entries += [os.path.join(dirpath, n) for n in dirs + files]
     for name in sorted(entries):
         st = os.lstat(name)
@@ -852,7 +855,8 @@ def main():
     integer = {"type": int}
     command("sha256", cmd_sha256, "file")
     command("sums", cmd_sums, "dir")
-    command("tree-state", cmd_tree_state, "dir")
+    command("tree-state", cmd_tree_state, "dir",
+            ("--skip", {"action": "append", "default": []}))
     command("cmp-sparse", cmd_cmp_sparse, "a", "b")
     command("stream-prefix-then-zero", cmd_stream_prefix_then_zero,
             "expected")

@@ -69,22 +69,11 @@ echo "not a folder" > "$tmp/notdir"
 # Where a server run as nobody may put its pid file and socket.
 mkdir -m 1777 "$tmp/run"
 
-# state: every file and folder here with its size, modification time
-# and checksum, to prove that nothing was created or changed.
-state ()
-{
-    find "$tmp" -path "$tmp/run" -prune -o \
-         -printf '%p %y %s %T@\n' | sort
-    find "$tmp" -type f ! -path "$tmp/run/*" -exec sha256sum {} + | sort
-}
-before="$(state)"
+# Nothing under $tmp but run/ may be created or changed.
+before="$(tree_state "$tmp" --skip run)"
 unchanged ()
 {
-    if [ "$(state)" != "$before" ]; then
-        diff -u <(echo "$before") <(state) || :
-        echo "$0: files changed" >&2
-        return 1
-    fi
+    tree_unchanged "$before" "$tmp" --skip run
 }
 
 # no_temporary_name ERR: the error names the user's file, not the
