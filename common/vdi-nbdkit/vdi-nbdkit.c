@@ -132,13 +132,37 @@ vdi_nbdkit_preferred_block_size (const struct vdi_chain *chain)
  * answer is "not read-only, no filters", which is how the plugin and
  * the filter behaved before they asked.
  */
-struct server_options {
-  bool parsed;
-  bool read_only;
-  char *args;                   /* the raw command line */
+static struct {
+  bool read;
+  char *args;                   /* the raw command line, or NULL */
   size_t len;
-};
-static struct server_options server;
+} server;
+
+/* Whether option (len bytes, as each_option gives it) is name. */
+static bool
+option_is (const char *option, size_t len, const char *name)
+{
+  return strlen (name) == len && strncmp (option, name, len) == 0;
+}
+
+/* Read once, at the first question: all come while nbdkit starts. */
+static void
+read_server_options (void)
+{
+  const size_t size = 1 << 16;
+  FILE *fp;
+
+  if (server.read)
+    return;
+  server.read = true;
+  fp = fopen ("/proc/self/cmdline", "re");
+  if (fp == NULL)
+    return;
+  server.args = calloc (size + 1, 1);
+  if (server.args)
+    server.len = fread (server.args, 1, size, fp);
+  fclose (fp);
+}
 
 /* nbdkit's options that take an argument. */
 static bool
@@ -159,7 +183,7 @@ long_option_takes_argument (const char *name, size_t len)
   size_t i;
 
   for (i = 0; names[i]; ++i)
-    if (strlen (names[i]) == len && strncmp (names[i], name, len) == 0)
+    if (option_is (name, len, names[i]))
       return true;
   return false;
 }
@@ -172,10 +196,13 @@ each_option (void (*fn) (const char *option, size_t len, const char *arg,
                          void *opaque),
              void *opaque)
 {
-  const char *end = server.args + server.len;
   const bool in_order = getenv ("POSIXLY_CORRECT") != NULL;
-  const char *arg;
+  const char *end, *arg;
 
+  read_server_options ();
+  if (server.args == NULL)
+    return;
+  end = server.args + server.len;
   /* Skip argv[0]. */
   arg = server.args + strnlen (server.args, server.len) + 1;
   while (arg < end) {
@@ -227,37 +254,20 @@ each_option (void (*fn) (const char *option, size_t len, const char *arg,
 static void
 note_read_only (const char *option, size_t len, const char *arg, void *opaque)
 {
-  if ((len == 1 && *option == 'r') ||
-      (len == 8 && strncmp (option, "readonly", len) == 0) ||
-      (len == 9 && strncmp (option, "read-only", len) == 0))
-    server.read_only = true;
-}
+  bool *read_only = opaque;
 
-static void
-parse_server_options (void)
-{
-  const size_t size = 1 << 16;
-  FILE *fp;
-
-  if (server.parsed)
-    return;
-  server.parsed = true;
-  fp = fopen ("/proc/self/cmdline", "re");
-  if (fp == NULL)
-    return;
-  server.args = calloc (size + 1, 1);
-  if (server.args)
-    server.len = fread (server.args, 1, size, fp);
-  fclose (fp);
-  if (server.args)
-    each_option (note_read_only, NULL);
+  if (option_is (option, len, "r") || option_is (option, len, "readonly") ||
+      option_is (option, len, "read-only"))
+    *read_only = true;
 }
 
 bool
 vdi_nbdkit_server_read_only (void)
 {
-  parse_server_options ();
-  return server.read_only;
+  bool read_only = false;
+
+  each_option (note_read_only, &read_only);
+  return read_only;
 }
 
 struct option_search {
@@ -273,8 +283,7 @@ note_option (const char *option, size_t len, const char *arg, void *opaque)
 
   if (arg &&
       ((len == 1 && search->short_name && *option == search->short_name) ||
-       (len == strlen (search->long_name) &&
-        strncmp (option, search->long_name, len) == 0)))
+       option_is (option, len, search->long_name)))
     search->arg = arg;
 }
 
@@ -285,9 +294,7 @@ vdi_nbdkit_server_option (const char *long_name, char short_name)
     .long_name = long_name, .short_name = short_name
   };
 
-  parse_server_options ();
-  if (server.args)
-    each_option (note_option, &search);
+  each_option (note_option, &search);
   return search.arg;
 }
 
@@ -304,7 +311,7 @@ note_filter (const char *option, size_t len, const char *arg, void *opaque)
   const char *base;
   char *so;
 
-  if (arg == NULL || len != 6 || strncmp (option, "filter", len) != 0)
+  if (arg == NULL || !option_is (option, len, "filter"))
     return;
   base = strrchr (arg, '/');
   base = base ? base + 1 : arg;
@@ -322,8 +329,6 @@ vdi_nbdkit_filter_stacked (const char *name)
 {
   struct filter_search search = { .name = name };
 
-  parse_server_options ();
-  if (server.args)
-    each_option (note_filter, &search);
+  each_option (note_filter, &search);
   return search.found;
 }
