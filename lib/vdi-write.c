@@ -340,12 +340,19 @@ fill_slot (struct vdi_chain *chain, uint32_t b, uint32_t entry,
   const struct vdi_header *h = vdi_image_header (top);
   const uint64_t offset = vdi_header_slot_offset (h, slot);
   const uint32_t piece = MIN (h->block_size, (uint32_t) FILL_PIECE);
-  CLEANUP_FREE char *buf = calloc (1, piece);
+  /* A whole block from the caller is written as it is, with no buffer
+   * (whole blocks of zeros never get here: they become ZERO entries).
+   */
+  const bool whole = data && lo == 0 && len == h->block_size;
+  CLEANUP_FREE char *buf = NULL;
   uint32_t pos, n;
 
-  if (buf == NULL) {
-    vdi_error ("calloc: %m");
-    return -1;
+  if (!whole || h->block_extra > 0) {
+    buf = calloc (1, piece);
+    if (buf == NULL) {
+      vdi_error ("calloc: %m");
+      return -1;
+    }
   }
   for (pos = 0; pos < h->block_extra; pos += n) {
     n = MIN (h->block_extra - pos, piece);
