@@ -189,7 +189,7 @@ mkchild "$d/Snapshots/child.vdi" "$d/base.vdi" --blocks FFFFZ --size 5M
 mkchild "$tmp/child-over-impostor.vdi" "$d/impostor.vdi" --blocks FFFFZ \
         --size 5M --seed child.vdi
 cmp "$d/Snapshots/child.vdi" "$tmp/child-over-impostor.vdi"
-! cmp -s "$d/Snapshots/child.vdi.raw" "$tmp/child-over-impostor.vdi.raw"
+must_fail cmp -s "$d/Snapshots/child.vdi.raw" "$tmp/child-over-impostor.vdi.raw"
 # (The two files are named in the order the folder lists them.)  No
 # registry is there to choose, so it does not suggest one.
 ambiguous="nbdkit: error: $d/Snapshots/child.vdi: parent c0c0c0c0-0000-4000-8000-000000000031 is ambiguous: "
@@ -264,12 +264,12 @@ cat > "$tmp/stale.expected" <<EOF
 nbdkit: vdi: warning: $d/Snapshots/child.vdi: parent modification UUID c0c0c0c0-0000-4000-8000-000000000043 differs from the modification UUID c0c0c0c0-0000-4000-8000-000000000042 of $d/base.vdi: the parent has changed since this image was created (VirtualBox ignores this)
 EOF
 diff -u "$tmp/stale.expected" "$tmp/stale.lines"
-! grep error "$tmp/stale.err"
+must_fail grep '^nbdkit:.* error: ' "$tmp/stale.err"
 # With the right parent modification UUID, no warning.
 mkchild "$d/Snapshots/child.vdi" "$d/base.vdi" --blocks FDFZ
 nbdkit -U - "$VDI_PLUGIN" "$d/Snapshots/child.vdi" \
        --run 'nbdinfo --size "$uri"' 2> "$tmp/fresh.err"
-! grep -i warning "$tmp/fresh.err"
+must_fail grep -i warning "$tmp/fresh.err"
 
 #----------------------------------------------------------------------
 # Registries whose UUIDs disagree with the files.

@@ -148,6 +148,6 @@ test "$(sums)" = "$before"
 expect_must_fail check_served neg1 "$m/d2.l6.raw" - "$(media_path "$m" 2 7)"
 awk 'NR == 1 { $3 = $3 == "data" ? "zero" : "data" } 1' \
     "$m/d1.l1.extents" > "$tmp/bad.extents"
-! cmp -s "$m/d1.l1.extents" "$tmp/bad.extents"
+must_fail cmp -s "$m/d1.l1.extents" "$tmp/bad.extents"
 expect_must_fail check_served neg2 "$m/d1.l1.raw" "$tmp/bad.extents" \
     "$(media_path "$m" 1 1)"

@@ -76,9 +76,9 @@ cp "$diff" "$tmp/orig/diff"
 cp "$s1" "$tmp/orig/s1"
 cp "$cur" "$tmp/orig/cur"
 # Every image differs from the one below it.
-! cmp -s "$tmp/base.raw" "$tmp/diff.raw"
-! cmp -s "$tmp/s1.raw" "$tmp/cur.raw"
-! cmp -s "$tmp/base.raw" "$tmp/s1.raw"
+must_fail cmp -s "$tmp/base.raw" "$tmp/diff.raw"
+must_fail cmp -s "$tmp/s1.raw" "$tmp/cur.raw"
+must_fail cmp -s "$tmp/base.raw" "$tmp/s1.raw"
 
 # restore: every image as it was made.
 restore ()
@@ -387,7 +387,7 @@ wt="$vm/writethrough.vbox"
 sed "s|<HardDisk uuid=\"{$diff_uuid}\"[^>]*/>||" "$kiosk" |
     sed "s|type=\"Immutable\"|type=\"Writethrough\"|; s|<Image uuid=\"{$diff_uuid}\"/>|<Image uuid=\"{$base_uuid}\"/>|" \
     > "$wt"
-! grep -q $diff_uuid "$wt"
+must_fail grep -q $diff_uuid "$wt"
 nbdkit -U - "$VDI_PLUGIN" registry="$wt" \
        --run "nbdsh -u \"\$uri\" -c \"$write_patch_cmd\"" 2> "$tmp/wt.err"
 note wt "$base is a Writethrough medium: written directly, as VirtualBox writes it (it never gets a differencing image, and snapshots leave it alone)"

@@ -147,7 +147,7 @@ chain_lines "$m" 0 2 | diff -u - "$tmp/file.chain"
 
 # Negative control: the chain check can fail.
 chain_lines "$m" 0 2 | sed 1d > "$tmp/wrong.chain"
-! diff -u "$tmp/wrong.chain" "$tmp/file.chain"
+must_fail diff -u "$tmp/wrong.chain" "$tmp/file.chain"
 
 # An older machine whose media are in the global VirtualBox.xml (with
 # absolute locations) and whose .vbox has none: StorageControllers
@@ -162,7 +162,7 @@ make_machine "$tmp/VMs/Old" "$tmp/o" <<EOF
                        {"block_size": "512K", "blocks": "FFDZFFFZ"}]}]}
 EOF
 o="$tmp/o"
-! grep -q MediaRegistry "$tmp/VMs/Old/Old.vbox"
+must_fail grep -q MediaRegistry "$tmp/VMs/Old/Old.vbox"
 grep -q "location=\"$(media_path "$o" 0 1)\"" "$tmp/home/VirtualBox.xml"
 t_block=524288 check_served global "$o/d0.l1.raw" "$o/d0.l1.extents" \
     registry="$tmp/home/VirtualBox.xml" registry="$tmp/VMs/Old/Old.vbox"

@@ -79,7 +79,7 @@ expect_fail geny-vmdk-uuid VMDK "not supported" "android_data_disk.vmdk" \
 # Only the child made a VDI: its parent is still a VMDK.
 sed "s|location=\"Snapshots/{$sys_child}.vmdk\" format=\"VMDK\"|location=\"Snapshots/{$sys_child}.vdi\" format=\"VDI\"|" \
     "$vbox" > "$g/mixed.vbox"
-! cmp -s "$vbox" "$g/mixed.vbox"
+must_fail cmp -s "$vbox" "$g/mixed.vbox"
 mk "$g/android_system_disk.vdi" --size 6M --uuid-create "$sys_base" \
    --blocks DZDFDd
 mk "$g/Snapshots/{$sys_child}.vdi" --type diff --size 6M \
@@ -93,7 +93,7 @@ expect_fail geny-mixed "$sys_base" VMDK "android_system_disk.vmdk" \
 # Genymotion with VDI disks, made at the locations and with the UUIDs
 # the file names; different block sizes in each chain.
 sed 's/format="VMDK"/format="VDI"/g; s/\.vmdk"/.vdi"/g' "$vbox" > "$g/vdi.vbox"
-! grep -q -i vmdk "$g/vdi.vbox"
+must_fail grep -q -i vmdk "$g/vdi.vbox"
 rm -f "$g"/Snapshots/*
 mk "$g/android_system_disk.vdi" --size 6M --uuid-create "$sys_base" \
    --blocks DZDFDd

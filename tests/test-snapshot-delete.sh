@@ -110,7 +110,7 @@ check_after_delete ()
         test "$(disk_sum "$f" snapshot=$s)" = "${sum[$s]}"
     done
     test "$(disk_sum "$f")" = "${sum[current]}"
-    ! $VDI_IMG snapshot list "$f/M.vbox" | grep "^ *$deleted "
+    must_fail grep "^ *$deleted " < <($VDI_IMG snapshot list "$f/M.vbox")
     test "$($VDI_IMG snapshot list "$f/M.vbox" | grep -c '^ *S[0-9] ')" -eq 2
     xmllint --noout --schema "$schema" "$f/M.vbox"
     $VDI_CHECK "$f"/*.vdi "$f"/Snapshots/*.vdi
@@ -178,7 +178,7 @@ for (( k = 1; k <= n; ++k )); do
     test "$status" -eq 137
     # The settings file is the old one or the new one, whole.
     cmp "$d/M/M.vbox" "$tmp/pristine/M/M.vbox" ||
-        ! $VDI_IMG snapshot list "$d/M/M.vbox" | grep '^ *S2 '
+        must_fail grep '^ *S2 ' < <($VDI_IMG snapshot list "$d/M/M.vbox")
     if $VDI_IMG snapshot list "$d/M/M.vbox" | grep '^ *S2 '; then
         # Killed before the settings were replaced: the disks read as
         # before, and the delete run again finishes it.

@@ -245,7 +245,7 @@ layer="$vms/layers/layer.vdi"
 cp "$tmp/second0.raw" "$tmp/layer.raw"
 write_disk "$tmp/layer.raw" "layer" --filter="$VDIDIFF_FILTER" \
            "$VDI_PLUGIN" registry="$vbox" vdidiff="$layer"
-! cmp -s "$tmp/layer.raw" "$tmp/second0.raw"
+must_fail cmp -s "$tmp/layer.raw" "$tmp/second0.raw"
 lu="$(vdi_uuid "$layer")"
 layer_sha="$(sha256sum < "$layer")"
 mapfile -t pre < <(current_disks "$vbox")

@@ -581,8 +581,8 @@ fi
 
 # The innotek namespace: the schema does not apply, even untouched.
 if [ -f "$xsd" ]; then
-    ! xmllint --noout --schema "$xsd" "$linux_src"
-    ! xmllint --noout --schema "$xsd" "$geny_src"
+    must_fail xmllint --noout --schema "$xsd" "$linux_src"
+    must_fail xmllint --noout --schema "$xsd" "$geny_src"
 fi
 
 # mk FILE MODEL ARGS...: a VDI image and the bytes it shows (MODEL).
@@ -615,7 +615,7 @@ raw="$tmp/geny.raw"
 mkdir -p "$g" "$raw"
 vbox="$g/$(basename "$geny_src")"
 sed 's/format="VMDK"/format="VDI"/g; s/\.vmdk"/.vdi"/g' "$geny_src" > "$vbox"
-! grep -qi vmdk "$vbox"
+must_fail grep -qi vmdk "$vbox"
 sys_base=72f9660a-2e75-4576-bb09-5480cc0e0462
 sys_child=bf3e15cd-2a62-4561-91ba-78f9ca9b2d40
 data_base=5b9870b6-b99d-4eff-a723-c149071c550b

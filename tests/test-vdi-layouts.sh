@@ -114,7 +114,7 @@ if check_with_plugin "$t.vdi" "$t.bad" "$t.extents" 524288; then
     echo "$0: a wrong size was not noticed" >&2; exit 1
 fi
 sed '2s/zero/data/' "$t.extents" > "$t.badmap"
-! cmp -s "$t.extents" "$t.badmap"
+must_fail cmp -s "$t.extents" "$t.badmap"
 if check_with_plugin "$t.vdi" "$t.expect" "$t.badmap" 524288; then
     echo "$0: a wrong map was not noticed" >&2; exit 1
 fi

@@ -32,7 +32,7 @@ $MAKE_VDI --seed 7 --size 3M "$tmp/a.vdi"
 $MAKE_VDI --seed 7 --size 3M "$tmp/b.vdi"
 $MAKE_VDI --seed 8 --size 3M "$tmp/c.vdi"
 cmp "$tmp/a.vdi" "$tmp/b.vdi"
-! cmp -s "$tmp/a.vdi" "$tmp/c.vdi"
+must_fail cmp -s "$tmp/a.vdi" "$tmp/c.vdi"
 # The UUID text form is stored in GUID byte order.
 $MAKE_VDI --uuid-create '{aabbccdd-eeff-1122-3344-556677889900}' \
           --uuid-modify 01020304-0506-0708-090a-0b0c0d0e0f10 "$tmp/u.vdi"
@@ -75,7 +75,7 @@ test $n -eq 10
 $MAKE_VDI --header 1.1 --align 512 --size 1000001 --blocks D --junk-tail \
           --expect "$tmp/j.expect" "$tmp/j.vdi"
 qemu-img convert -f vdi -O raw "$tmp/j.vdi" "$tmp/j.qemu"
-! cmp_prefix_then_zero "$tmp/j.expect" "$tmp/j.qemu"
+must_fail cmp_prefix_then_zero "$tmp/j.expect" "$tmp/j.qemu"
 
 # The model of a differencing layer: FREE shows the parent, ZERO zeros,
 # data the child's data.  Check it on a pair of 1 MiB-block images
@@ -94,7 +94,7 @@ test "$(od -An -tu4 -j $((0x4c)) -N 4 "$tmp/c.vdi" | tr -d ' ')" = 4
 M=1048576
 cmp -n $M "$tmp/c.expect" "$tmp/p.expect"                  # FREE
 cmp -n $M -i $M:0 "$tmp/c.expect" /dev/zero                # ZERO
-! cmp -s -n $M -i $((2*M)):$((2*M)) "$tmp/c.expect" "$tmp/p.expect" # data
+must_fail cmp -s -n $M -i $((2*M)):$((2*M)) "$tmp/c.expect" "$tmp/p.expect" # data
 cmp -n $M -i $((3*M)):$((3*M)) "$tmp/c.expect" "$tmp/p.expect" # FREE
 printf '%s\n' "0 1048576 data" "1048576 1048576 zero" "2097152 2097152 data" |
     diff -u - "$tmp/c.extents"

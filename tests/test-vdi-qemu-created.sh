@@ -55,7 +55,7 @@ for static in off on; do
         cmp "$t.qemu" "$t.7z"
 
         # And the written patterns are really there (not all zeros).
-        ! cmp -s -n 512 "$t.qemu" /dev/zero
+        must_fail cmp -s -n 512 "$t.qemu" /dev/zero
         rm -f "$t".*
     done
 done

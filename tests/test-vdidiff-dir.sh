@@ -46,8 +46,8 @@ for p in $pids; do wait $p; done
 for name in alice bob ""; do
     $RANDOM_IO verify "$(uri_of "$sock" "$name")" "$tmp/model-${name:-default}"
 done
-! cmp -s "$tmp/model-alice" "$tmp/model-bob"
-! cmp -s "$tmp/model-alice" "$tmp/model-default"
+must_fail cmp -s "$tmp/model-alice" "$tmp/model-bob"
+must_fail cmp -s "$tmp/model-alice" "$tmp/model-default"
 
 # Names that would leave the folder are refused.
 for name in "a/b" ".hidden" "../escape"; do

@@ -46,8 +46,8 @@ nbdkit -U - --filter="$f" "$VDI_PLUGIN" "$tmp/base.vdi" \
           -c "h.pwrite(b\"A\" * 5000, 512); h.flush()" &&
     nbdcopy "nbd+unix:///alice?socket=$unixsocket" "$tmp/alice.raw"
 '
-! cmp -s "$tmp/base.raw" "$tmp/diff.raw"
-! cmp -s "$tmp/base.raw" "$tmp/alice.raw"
+must_fail cmp -s "$tmp/base.raw" "$tmp/diff.raw"
+must_fail cmp -s "$tmp/base.raw" "$tmp/alice.raw"
 
 # Nothing under $tmp but out/ may change.
 mkdir "$tmp/out"

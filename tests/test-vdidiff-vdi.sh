@@ -163,7 +163,7 @@ nbdkit -U - --filter="$VDIDIFF_FILTER" "$VDI_PLUGIN" "$tmp/base.vdi" \
        vdidiff="$tmp/diff.vdi" vdidiff-autoreset=true --run '
     $RANDOM_IO run "$uri" "$tmp/model" --seed vd3 --ops 80
 '
-! cmp -s "$tmp/model" "$tmp/base.raw"
+must_fail cmp -s "$tmp/model" "$tmp/base.raw"
 cp "$tmp/base.raw" "$tmp/model"
 nbdkit -U - --filter="$VDIDIFF_FILTER" "$VDI_PLUGIN" "$tmp/base.vdi" \
        vdidiff="$tmp/diff.vdi" vdidiff-autoreset=true --run '

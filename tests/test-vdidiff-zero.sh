@@ -64,7 +64,7 @@ cp "$tmp/base.raw" "$model"
 nbdkit -U - --filter="$VDIDIFF_FILTER" "$VDI_PLUGIN" "$tmp/base.vdi" \
        vdidiff="$tmp/diff.vdi" --run '$HELPERS zero-requests "$uri" "$model"'
 # The model has zeros where the base had data.
-! cmp -s "$model" "$tmp/base.raw"
+must_fail cmp -s "$model" "$tmp/base.raw"
 check_map "$tmp/diff.vdi"
 $VDI_CHECK "$tmp/diff.vdi"
 

@@ -71,7 +71,7 @@ expect_start_failure "$tmp/err" "$in_use_writing" "$VDI_PLUGIN" "$tmp/img.vdi"
 expect_start_failure "$tmp/err" "$in_use_writing" "$VDI_PLUGIN" "$tmp/img.vdi" readonly=true
 expect_start_failure "$tmp/err" "$in_use_writing" -r "$VDI_PLUGIN" "$tmp/img.vdi"
 # qemu sees it in use too; with -U it reads it.
-! qemu-img info "$tmp/img.vdi" 2> "$tmp/qerr"
+must_fail qemu-img info "$tmp/img.vdi" 2> "$tmp/qerr"
 cat "$tmp/qerr"
 grep -i "lock" "$tmp/qerr"
 qemu-img info -U "$tmp/img.vdi"
@@ -185,7 +185,7 @@ for s in f g; do
         vdidiff-dir="$tmp/clones"
 done
 nbdsh -u "$(uri f alice)" -c 'h.pwrite(b"alice", 0)'
-! nbdsh -u "$(uri g alice)" -c 'h.pwrite(b"alice on g", 0)'
+must_fail nbdsh -u "$(uri g alice)" -c 'h.pwrite(b"alice on g", 0)'
 grep "error.*alice.vdi: image is in use" "$tmp/g-dir.log"
 nbdsh -u "$(uri g bob)" -c 'h.pwrite(b"bob", 0)'
 stop_server "$tmp/f.pid"
