@@ -325,6 +325,38 @@ reserve_slot (struct vdi_chain *chain, uint32_t b)
  */
 #define FILL_PIECE (1024 * 1024)
 
+/* Each thread keeps its fill buffer until it exits.  A buffer
+ * allocated and freed per allocation costs more than the copy: glibc
+ * gives a freed megabyte back to the kernel, and every thread's next
+ * one faults its pages in again under the process's mmap lock.
+ */
+static pthread_key_t fill_buffer_key;
+static pthread_once_t fill_buffer_once = PTHREAD_ONCE_INIT;
+
+static void
+make_fill_buffer_key (void)
+{
+  pthread_key_create (&fill_buffer_key, free);
+}
+
+static char *
+fill_buffer (void)
+{
+  char *buf;
+
+  pthread_once (&fill_buffer_once, make_fill_buffer_key);
+  buf = pthread_getspecific (fill_buffer_key);
+  if (buf == NULL) {
+    buf = malloc (FILL_PIECE);
+    if (buf == NULL) {
+      vdi_error ("malloc: %m");
+      return NULL;
+    }
+    pthread_setspecific (fill_buffer_key, buf);
+  }
+  return buf;
+}
+
 /* Fill the reserved slot of top block b (whose entry was entry): zeros
  * in the extra bytes VDI may reserve before each block (VirtualBox
  * never makes images with any), then len bytes of data (NULL: zeros)
@@ -344,16 +376,16 @@ fill_slot (struct vdi_chain *chain, uint32_t b, uint32_t entry,
    * (whole blocks of zeros never get here: they become ZERO entries).
    */
   const bool whole = data && lo == 0 && len == h->block_size;
-  CLEANUP_FREE char *buf = NULL;
+  char *buf = NULL;
   uint32_t pos, n;
 
   if (!whole || h->block_extra > 0) {
-    buf = calloc (1, piece);
-    if (buf == NULL) {
-      vdi_error ("calloc: %m");
+    buf = fill_buffer ();
+    if (buf == NULL)
       return -1;
-    }
   }
+  if (h->block_extra > 0)
+    memset (buf, 0, piece);
   for (pos = 0; pos < h->block_extra; pos += n) {
     n = MIN (h->block_extra - pos, piece);
     if (write_slot_part (top, b, buf, n, offset - h->block_extra + pos) == -1)
