@@ -15,7 +15,8 @@
  * With vdidiff=FILE there is one layer for the whole server, opened
  * (or created) before the first client connects.  With
  * vdidiff-dir=DIR each export name has its own layer DIR/NAME.vdi,
- * opened at its first connection and kept until the server exits.
+ * open while connections use it: opened by the first, closed (and so
+ * flushed and unlocked) by the last, at most vdidiff-max-open at once.
  *
  * Under nbdkit -r nothing is created or changed: a layer that exists
  * is opened read-only (an autoreset one is not even read), and where
@@ -31,8 +32,11 @@
 #include <errno.h>
 #include <unistd.h>
 #include <libgen.h>
+#include <search.h>
+#include <limits.h>
 #include <pthread.h>
 #include <sys/stat.h>
+#include <sys/resource.h>
 
 #define NBDKIT_API_VERSION 2
 #include <nbdkit-filter.h>
@@ -53,6 +57,7 @@ static bool autoreset;                  /* vdidiff-autoreset= */
 static uint32_t block_size = 1024 * 1024; /* vdidiff-block-size= */
 static struct vdi_uuid parent_uuid;     /* vdidiff-parent-uuid= */
 static bool parent_uuid_set;
+static unsigned max_open;               /* vdidiff-max-open=, or 0 */
 static bool read_only;                  /* nbdkit -r */
 
 /* nbdkit's pid file and Unix socket (absolute), which nbdkit leaves
@@ -73,16 +78,39 @@ struct layer {
   struct vdi_chain *chain;
 };
 
-/* The layer of vdidiff=, or the layers of vdidiff-dir= by export. */
+/* vdidiff-dir=: an export in the table of open layers, from the
+ * first connection to it until its last one has closed the layer.
+ * While layer is NULL (being opened) or closing is set (being
+ * flushed and closed, its file still locked), a connection to the
+ * export waits for that to end rather than use the layer or open the
+ * file a second time.
+ */
+struct export {
+  char *name;                   /* the key: NAME of DIR/NAME.vdi */
+  struct layer *layer;
+  unsigned users;               /* connections using the layer */
+  bool closing;
+};
+
+/* The layer of vdidiff=, or the exports of vdidiff-dir= in a binary
+ * tree (tsearch) by name.  layers_lock guards the tree and the
+ * fields of every struct export but its layer, which is opened and
+ * closed without the lock so that other exports keep opening;
+ * layers_changed is signalled when an export's layer is opened or
+ * closed, or fails to open.
+ */
 static struct layer *single_layer;
 static struct vdi_image *early_image;   /* vdidiff= until after_fork */
-static struct layer **layers;
-static size_t nr_layers;
+static void *exports;
+static unsigned nr_exports;             /* in the tree: open, opening, closing */
+static unsigned nr_closing;             /* of which closing */
 static pthread_mutex_t layers_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t layers_changed = PTHREAD_COND_INITIALIZER;
 
 struct handle {
   char *exportname;
   struct layer *layer;
+  struct export *export;        /* vdidiff-dir=, until released */
 };
 
 static void
@@ -102,15 +130,32 @@ layer_free (struct layer *layer)
 }
 
 static void
+export_free (void *opaque)
+{
+  struct export *export = opaque;
+
+  layer_free (export->layer);
+  free (export->name);
+  free (export);
+}
+
+static int
+export_compare (const void *a, const void *b)
+{
+  const struct export *x = a, *y = b;
+
+  return strcmp (x->name, y->name);
+}
+
+/* nbdkit calls no .finalize or .close for the connections that are
+ * still open when it exits: their layers are closed here.
+ */
+static void
 vdidiff_unload (void)
 {
-  size_t i;
-
   vdi_image_close (early_image);
   layer_free (single_layer);
-  for (i = 0; i < nr_layers; ++i)
-    layer_free (layers[i]);
-  free (layers);
+  tdestroy (exports, export_free);
   free (diff_file);
   free (diff_dir);
   free (pidfile);
@@ -162,6 +207,15 @@ vdidiff_config (nbdkit_next_config *next, nbdkit_backend *nxdata,
     parent_uuid_set = true;
     return 0;
   }
+  else if (strcmp (key, "vdidiff-max-open") == 0) {
+    if (nbdkit_parse_unsigned ("vdidiff-max-open", value, &max_open) == -1)
+      return -1;
+    if (max_open == 0) {
+      nbdkit_error ("vdidiff-max-open must be at least 1");
+      return -1;
+    }
+    return 0;
+  }
   else
     return next (nxdata, key, value);
 }
@@ -192,6 +246,11 @@ vdidiff_config_complete (nbdkit_next_config_complete *next,
                   "vdidiff=<FILE.vdi> or vdidiff-dir=<DIR>");
     return -1;
   }
+  if (max_open && diff_dir == NULL) {
+    nbdkit_error ("vdidiff-max-open is for vdidiff-dir=<DIR>, "
+                  "not vdidiff=<FILE.vdi>");
+    return -1;
+  }
   read_only = vdi_nbdkit_server_read_only ();
   if (diff_file && note_server_files () == -1)
     return -1;
@@ -204,6 +263,8 @@ vdidiff_config_complete (nbdkit_next_config_complete *next,
   "vdidiff-autoreset=true      Empty the differencing image at every start.\n" \
   "vdidiff-block-size=<SIZE>   Block size of new images (default 1M).\n" \
   "vdidiff-parent-uuid=<UUID>  Parent UUID of new images over a plugin other than vdi.\n" \
+  "vdidiff-max-open=<N>        With vdidiff-dir: most images open at once\n" \
+  "                            (default: from the descriptor limit, ulimit -n).\n" \
   "Debug flag (with -v):\n" \
   "-D vdidiff.verbose=1        Say how each layer was opened, created or reset."
 
@@ -394,6 +455,42 @@ usable_folder (const char *dir)
   return read_only ? 0 : access (dir, W_OK | X_OK);
 }
 
+/* What an open layer of vdidiff-dir= costs in file descriptors: its
+ * own, and those of the connection using it, the socket and the pair
+ * of pipes that nbdkit opens for a connection served by several
+ * threads.
+ */
+#define FDS_PER_LAYER 4
+/* What the server keeps besides: stdio, listening sockets, the
+ * plugin's images, a log, and the two descriptors that creating a
+ * layer takes for a moment.
+ */
+#define FDS_RESERVED 64
+
+/* The soft limit on descriptors (ulimit -n) as an unsigned. */
+static unsigned
+fd_limit (void)
+{
+  struct rlimit rl;
+
+  if (getrlimit (RLIMIT_NOFILE, &rl) == -1 || rl.rlim_cur > UINT_MAX)
+    return UINT_MAX;
+  return rl.rlim_cur;
+}
+
+/* vdidiff-max-open's default: as many layers as the descriptor limit
+ * serves, each with one connection.
+ */
+static unsigned
+default_max_open (void)
+{
+  unsigned limit = fd_limit ();
+
+  if (limit < FDS_RESERVED + FDS_PER_LAYER)
+    return 1;
+  return (limit - FDS_RESERVED) / FDS_PER_LAYER;
+}
+
 /* Everything that does not need the plugin below is checked here,
  * before nbdkit forks, so that a mistake stops nbdkit with an error
  * before it serves or starts a --run command: the folders, and an
@@ -411,6 +508,10 @@ vdidiff_get_ready (int thread_model)
                     "folder: %m", diff_dir);
       return -1;
     }
+    if (max_open == 0)
+      max_open = default_max_open ();
+    nbdkit_debug ("vdidiff-dir: at most %u differencing images open at "
+                  "once (vdidiff-max-open)", max_open);
     return 0;
   }
 
@@ -488,41 +589,151 @@ vdidiff_after_fork (nbdkit_backend *backend)
   return single_layer ? 0 : refuse_to_serve ();
 }
 
-/* The layer of an export with vdidiff-dir=. */
-static struct layer *
-export_layer (nbdkit_next *next, const char *exportname)
+/* Say why a layer could not be opened when the cause is a lack of
+ * file descriptors, and what to do (libvdi has said which call
+ * failed).
+ */
+static void
+explain_fd_shortage (const char *path, int err, unsigned open_layers)
+{
+  if (err == EMFILE)
+    nbdkit_error ("%s: nbdkit has no file descriptor left (ulimit -n is "
+                  "%u, %u differencing images are open, "
+                  "vdidiff-max-open=%u): raise ulimit -n or lower "
+                  "vdidiff-max-open", path, fd_limit (), open_layers,
+                  max_open);
+  else if (err == ENFILE)
+    nbdkit_error ("%s: the system has no file descriptor left (its "
+                  "limit is fs.file-max; %u differencing images are "
+                  "open): lower vdidiff-max-open", path, open_layers);
+}
+
+/* Take the layer of export name for one connection with vdidiff-dir=,
+ * opening it if this is the first.  Returns the export, with its
+ * layer, or NULL after an error.
+ */
+static struct export *
+export_acquire (nbdkit_next *next, const char *name)
 {
   CLEANUP_FREE char *path = NULL;
-  struct layer **new_layers;
+  struct export key = { .name = (char *) name };
+  struct export *export, **found;
   struct layer *layer;
-  size_t i;
+  unsigned open_layers;
+  int err;
 
-  if (*exportname == '\0')
-    exportname = "default";
-  if (strchr (exportname, '/') || exportname[0] == '.') {
+  if (strchr (name, '/') || name[0] == '.') {
     nbdkit_error ("export name '%s' cannot name a file in %s",
-                  exportname, diff_dir);
+                  name, diff_dir);
     return NULL;
   }
-  if (asprintf (&path, "%s/%s.vdi", diff_dir, exportname) == -1) {
+  if (asprintf (&path, "%s/%s.vdi", diff_dir, name) == -1) {
     nbdkit_error ("asprintf: %m");
     return NULL;
   }
 
-  ACQUIRE_LOCK_FOR_CURRENT_SCOPE (&layers_lock);
-  for (i = 0; i < nr_layers; ++i)
-    if (strcmp (layers[i]->path, path) == 0)
-      return layers[i];
-  new_layers = realloc (layers, (nr_layers + 1) * sizeof *layers);
-  if (new_layers == NULL) {
-    nbdkit_error ("realloc: %m");
+  pthread_mutex_lock (&layers_lock);
+  for (;;) {
+    found = tfind (&key, &exports, export_compare);
+    if (found && (*found)->layer && !(*found)->closing) {
+      export = *found;
+      export->users++;
+      pthread_mutex_unlock (&layers_lock);
+      return export;
+    }
+    if (found == NULL && nr_exports < max_open)
+      break;
+    /* At the bound, a layer that is closing is about to make room. */
+    if (found == NULL && nr_closing == 0) {
+      open_layers = nr_exports;
+      pthread_mutex_unlock (&layers_lock);
+      nbdkit_error ("%s: not opened: %u differencing images are open at "
+                    "once (vdidiff-max-open=%u), each for a client still "
+                    "connected", path, open_layers, max_open);
+      return NULL;
+    }
+    /* This export is opening or closing: wait for the end of it. */
+    pthread_cond_wait (&layers_changed, &layers_lock);
+  }
+
+  /* The first connection: enter the export, then open its layer
+   * without the lock.
+   */
+  export = calloc (1, sizeof *export);
+  if (export == NULL || (export->name = strdup (name)) == NULL ||
+      tsearch (export, &exports, export_compare) == NULL) {
+    pthread_mutex_unlock (&layers_lock);
+    nbdkit_error ("%s: out of memory: %m", path);
+    if (export)
+      free (export->name);
+    free (export);
     return NULL;
   }
-  layers = new_layers;
+  export->users = 1;
+  nr_exports++;
+  pthread_mutex_unlock (&layers_lock);
+
+  errno = 0;
   layer = layer_open (next, path, NULL);
-  if (layer)
-    layers[nr_layers++] = layer;
-  return layer;
+  err = errno;
+
+  pthread_mutex_lock (&layers_lock);
+  if (layer == NULL) {
+    /* Forget the failure: the next connection tries again. */
+    tdelete (export, &exports, export_compare);
+    open_layers = --nr_exports;
+  }
+  else
+    export->layer = layer;
+  pthread_cond_broadcast (&layers_changed);
+  pthread_mutex_unlock (&layers_lock);
+
+  if (layer == NULL) {
+    explain_fd_shortage (path, err, open_layers);
+    export_free (export);
+    return NULL;
+  }
+  return export;
+}
+
+/* A connection no longer uses the layer: the last one closes it,
+ * which flushes it and drops its lock.
+ */
+static void
+export_release (struct export *export)
+{
+  pthread_mutex_lock (&layers_lock);
+  if (--export->users > 0) {
+    pthread_mutex_unlock (&layers_lock);
+    return;
+  }
+  export->closing = true;
+  nr_closing++;
+  pthread_mutex_unlock (&layers_lock);
+
+  if (vdidiff_debug_verbose)
+    nbdkit_debug ("%s: closing: its last connection has ended",
+                  export->layer->path);
+  layer_free (export->layer);
+  export->layer = NULL;
+
+  pthread_mutex_lock (&layers_lock);
+  tdelete (export, &exports, export_compare);
+  nr_exports--;
+  nr_closing--;
+  pthread_cond_broadcast (&layers_changed);
+  pthread_mutex_unlock (&layers_lock);
+  export_free (export);
+}
+
+static void
+handle_release_layer (struct handle *h)
+{
+  if (h->export) {
+    export_release (h->export);
+    h->export = NULL;
+    h->layer = NULL;
+  }
 }
 
 static void *
@@ -548,11 +759,15 @@ vdidiff_open (nbdkit_next_open *next, nbdkit_context *context,
   return h;
 }
 
+/* A connection that was never prepared, or failed to, or was not
+ * finalized, releases its layer here.
+ */
 static void
 vdidiff_close (void *handle)
 {
   struct handle *h = handle;
 
+  handle_release_layer (h);
   free (h->exportname);
   free (h);
 }
@@ -568,9 +783,15 @@ vdidiff_prepare (nbdkit_next *next, void *handle, int readonly)
                   "refused when nbdkit started", diff_file);
     return -1;
   }
-  h->layer = diff_file ? single_layer : export_layer (next, h->exportname);
-  if (h->layer == NULL)
-    return -1;
+  if (diff_file)
+    h->layer = single_layer;
+  else {
+    h->export = export_acquire (next, *h->exportname ? h->exportname
+                                : "default");
+    if (h->export == NULL)
+      return -1;
+    h->layer = h->export->layer;
+  }
   /* Every connection asks the plugin below for its size, also when
    * its layer was opened by an earlier connection: nbdkit checks the
    * reads of this connection against the size it learnt here (and
@@ -586,6 +807,17 @@ vdidiff_prepare (nbdkit_next *next, void *handle, int readonly)
                   h->layer->path, size, vdi_chain_size (h->layer->chain));
     return -1;
   }
+  return 0;
+}
+
+/* The layer is released as soon as the connection ends, before
+ * nbdkit closes the client's socket: a client that waits for the
+ * server to hang up knows that its layer has been flushed and closed.
+ */
+static int
+vdidiff_finalize (nbdkit_next *next, void *handle)
+{
+  handle_release_layer (handle);
   return 0;
 }
 
@@ -846,6 +1078,7 @@ static struct nbdkit_filter filter = {
   .open               = vdidiff_open,
   .close              = vdidiff_close,
   .prepare            = vdidiff_prepare,
+  .finalize           = vdidiff_finalize,
   .get_size           = vdidiff_get_size,
   .export_description = vdidiff_export_description,
   .can_write          = vdidiff_can_write,
