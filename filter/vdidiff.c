@@ -106,6 +106,11 @@ static unsigned nr_exports;             /* in the tree: open, opening, closing *
 static unsigned nr_closing;             /* of which closing */
 static pthread_mutex_t layers_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t layers_changed = PTHREAD_COND_INITIALIZER;
+/* vdidiff-autoreset=true: the names of the exports whose layer this
+ * run has reset or created, so that reopening a layer keeps what was
+ * written since nbdkit started.  Guarded by layers_lock.
+ */
+static void *reset_exports;
 
 struct handle {
   char *exportname;
@@ -147,6 +152,12 @@ export_compare (const void *a, const void *b)
   return strcmp (x->name, y->name);
 }
 
+static int
+name_compare (const void *a, const void *b)
+{
+  return strcmp (a, b);
+}
+
 /* nbdkit calls no .finalize or .close for the connections that are
  * still open when it exits: their layers are closed here.
  */
@@ -156,6 +167,7 @@ vdidiff_unload (void)
   vdi_image_close (early_image);
   layer_free (single_layer);
   tdestroy (exports, export_free);
+  tdestroy (reset_exports, free);
   free (diff_file);
   free (diff_dir);
   free (pidfile);
@@ -359,12 +371,14 @@ check_layer_image (const struct vdi_image *img, const char *path,
 
 /* Open (creating it if missing) the layer in path over next.  img is
  * the image if the caller has opened it already, or NULL; either way
- * it is the layer's, or closed on error.  Under -r a missing layer is
+ * it is the layer's, or closed on error.  With reset, an existing
+ * layer is emptied (vdidiff-autoreset=).  Under -r a missing layer is
  * not created and an autoreset one is checked but not used, as once
  * reset it would read as the disk below: the layer has no chain then.
  */
 static struct layer *
-layer_open (nbdkit_next *next, const char *path, struct vdi_image *img)
+layer_open_reset (nbdkit_next *next, const char *path,
+                  struct vdi_image *img, bool reset)
 {
   struct vdi_uuid linkage, parent_modify;
   bool known_parent = expected_parent (next, &linkage, &parent_modify);
@@ -396,13 +410,13 @@ layer_open (nbdkit_next *next, const char *path, struct vdi_image *img)
   }
   if (check_layer_image (img, path, known_parent, &linkage, size) == -1)
     goto err;
-  if (autoreset && !created && !read_only &&
+  if (reset && !created && !read_only &&
       vdi_image_reset (img, known_parent ? &parent_modify : NULL) == -1)
     goto err;
   h = vdi_image_header (img);
   if (vdidiff_debug_verbose)
     nbdkit_debug ("%s: %s differencing image %s over parent %s%s", path,
-                  created ? "created" : autoreset && !read_only ? "reset"
+                  created ? "created" : reset && !read_only ? "reset"
                   : "opened",
                   vdi_uuid_format (&h->uuid_create, a),
                   vdi_uuid_format (&h->uuid_linkage, b),
@@ -436,6 +450,12 @@ layer_open (nbdkit_next *next, const char *path, struct vdi_image *img)
   layer_free (layer);
   vdi_image_close (img);
   return NULL;
+}
+
+static struct layer *
+layer_open (nbdkit_next *next, const char *path, struct vdi_image *img)
+{
+  return layer_open_reset (next, path, img, autoreset);
 }
 
 /* Can differencing images be created in dir (under -r: read from
@@ -597,15 +617,33 @@ static void
 explain_fd_shortage (const char *path, int err, unsigned open_layers)
 {
   if (err == EMFILE)
-    nbdkit_error ("%s: nbdkit has no file descriptor left (ulimit -n is "
-                  "%u, %u differencing images are open, "
+    nbdkit_error ("%s: nbdkit has no file descriptor left (ulimit -n "
+                  "is %u; differencing images open: %u, "
                   "vdidiff-max-open=%u): raise ulimit -n or lower "
                   "vdidiff-max-open", path, fd_limit (), open_layers,
                   max_open);
   else if (err == ENFILE)
-    nbdkit_error ("%s: the system has no file descriptor left (its "
-                  "limit is fs.file-max; %u differencing images are "
-                  "open): lower vdidiff-max-open", path, open_layers);
+    nbdkit_error ("%s: the system has no file descriptor left "
+                  "(fs.file-max; differencing images open: %u): raise "
+                  "fs.file-max or lower vdidiff-max-open", path,
+                  open_layers);
+}
+
+/* Note that the layer of export name has been reset: without the
+ * note, its next opening would empty it again, losing what this run
+ * wrote.  Called with layers_lock held.
+ */
+static int
+note_reset (const char *path, const char *name)
+{
+  char *copy = strdup (name);
+
+  if (copy == NULL || tsearch (copy, &reset_exports, name_compare) == NULL) {
+    nbdkit_error ("%s: cannot note that it was reset: %m", path);
+    free (copy);
+    return -1;
+  }
+  return 0;
 }
 
 /* Take the layer of export name for one connection with vdidiff-dir=,
@@ -620,6 +658,7 @@ export_acquire (nbdkit_next *next, const char *name)
   struct export *export, **found;
   struct layer *layer;
   unsigned open_layers;
+  bool reset;
   int err;
 
   if (strchr (name, '/') || name[0] == '.') {
@@ -671,13 +710,19 @@ export_acquire (nbdkit_next *next, const char *name)
   }
   export->users = 1;
   nr_exports++;
+  reset = autoreset && !read_only &&
+    tfind (name, &reset_exports, name_compare) == NULL;
   pthread_mutex_unlock (&layers_lock);
 
   errno = 0;
-  layer = layer_open (next, path, NULL);
+  layer = layer_open_reset (next, path, NULL, reset);
   err = errno;
 
   pthread_mutex_lock (&layers_lock);
+  if (layer && reset && note_reset (path, name) == -1) {
+    layer_free (layer);
+    layer = NULL;
+  }
   if (layer == NULL) {
     /* Forget the failure: the next connection tries again. */
     tdelete (export, &exports, export_compare);
