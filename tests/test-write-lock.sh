@@ -23,7 +23,8 @@
 #   - two filters over one base (different layers) work at once, and a
 #     writer on that base is refused at start;
 #   - vdidiff-dir=: two servers on one folder share nothing but the
-#     folder: the same export on both is refused on the second.
+#     folder: the same export on both is refused on the second while
+#     a client of the first uses it.
 
 source ./functions.sh
 source "$abs_srcdir/write-functions.sh"
@@ -184,8 +185,14 @@ for s in f g; do
         --filter="$VDIDIFF_FILTER" "$VDI_PLUGIN" "$tmp/img.vdi" \
         vdidiff-dir="$tmp/clones"
 done
-nbdsh -u "$(uri f alice)" -c 'h.pwrite(b"alice", 0)'
-must_fail nbdsh -u "$(uri g alice)" -c 'h.pwrite(b"alice on g", 0)'
+# A layer is locked while a client of f uses it (and only then, see
+# test-vdidiff-dir-lifetime.sh): g tries while one is connected.
+g_alice="$(uri g alice)" nbdsh -u "$(uri f alice)" -c 'h.pwrite(b"alice", 0)' -c '
+import os, subprocess
+r = subprocess.run(["nbdsh", "-u", os.environ["g_alice"],
+                    "-c", "h.pwrite(b\"alice on g\", 0)"])
+assert r.returncode != 0
+'
 grep "error.*alice.vdi: image is in use" "$tmp/g-dir.log"
 nbdsh -u "$(uri g bob)" -c 'h.pwrite(b"bob", 0)'
 stop_server "$tmp/f.pid"
