@@ -102,7 +102,7 @@ struct export {
 static struct layer *single_layer;
 static struct vdi_image *early_image;   /* vdidiff= until after_fork */
 static void *exports;
-static unsigned nr_exports;             /* in the tree: open, opening, closing */
+static unsigned nr_exports;             /* open, opening or closing */
 static unsigned nr_closing;             /* of which closing */
 static pthread_mutex_t layers_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t layers_changed = PTHREAD_COND_INITIALIZER;
@@ -278,7 +278,8 @@ vdidiff_config_complete (nbdkit_next_config_complete *next,
   "vdidiff-max-open=<N>        With vdidiff-dir: most images open at once\n" \
   "                            (default: from the descriptor limit, ulimit -n).\n" \
   "Debug flag (with -v):\n" \
-  "-D vdidiff.verbose=1        Say how each layer was opened, created or reset."
+  "-D vdidiff.verbose=1        Say how each layer was opened, created or reset,\n" \
+  "                            and when one of vdidiff-dir is closed."
 
 /* What the differencing image must link to: the top image of the vdi
  * plugin below (read back from its export description), else
