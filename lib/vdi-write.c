@@ -325,65 +325,68 @@ reserve_slot (struct vdi_chain *chain, uint32_t b)
  */
 #define FILL_PIECE (1024 * 1024)
 
-/* Each thread keeps its fill buffer until it exits.  A buffer
- * allocated and freed per allocation costs more than the copy: glibc
- * gives a freed megabyte back to the kernel, and every thread's next
- * one faults its pages in again under the process's mmap lock.
+/* Fill buffers are kept for the next allocation, a few of them: one
+ * allocated and freed each time costs more than the copy (glibc hands
+ * a freed megabyte back to the kernel, and the next one faults its
+ * pages in again under the process's mmap lock, which every nbdkit
+ * thread contends for), and one kept by every thread would hold a
+ * megabyte for each of nbdkit's threads.
  */
-static pthread_key_t fill_buffer_key;
-static pthread_once_t fill_buffer_once = PTHREAD_ONCE_INIT;
+#define FILL_POOL_MAX 8
 
-static void
-make_fill_buffer_key (void)
-{
-  pthread_key_create (&fill_buffer_key, free);
-}
+static pthread_mutex_t fill_pool_lock = PTHREAD_MUTEX_INITIALIZER;
+static char *fill_pool[FILL_POOL_MAX];
+static size_t fill_pool_len;
 
 static char *
-fill_buffer (void)
+take_fill_buffer (void)
 {
-  char *buf;
+  char *buf = NULL;
 
-  pthread_once (&fill_buffer_once, make_fill_buffer_key);
-  buf = pthread_getspecific (fill_buffer_key);
+  pthread_mutex_lock (&fill_pool_lock);
+  if (fill_pool_len > 0)
+    buf = fill_pool[--fill_pool_len];
+  pthread_mutex_unlock (&fill_pool_lock);
   if (buf == NULL) {
     buf = malloc (FILL_PIECE);
-    if (buf == NULL) {
+    if (buf == NULL)
       vdi_error ("malloc: %m");
-      return NULL;
-    }
-    pthread_setspecific (fill_buffer_key, buf);
   }
   return buf;
+}
+
+static void
+give_back_fill_buffer (char *buf)
+{
+  if (buf == NULL)
+    return;
+  pthread_mutex_lock (&fill_pool_lock);
+  if (fill_pool_len < FILL_POOL_MAX) {
+    fill_pool[fill_pool_len++] = buf;
+    buf = NULL;
+  }
+  pthread_mutex_unlock (&fill_pool_lock);
+  free (buf);
 }
 
 /* Fill the reserved slot of top block b (whose entry was entry): zeros
  * in the extra bytes VDI may reserve before each block (VirtualBox
  * never makes images with any), then len bytes of data (NULL: zeros)
- * at byte lo of the block and the rest from what the block shows now.
- * Runs without chain->lock, so that allocations run in parallel.
+ * at byte lo of the block and the rest from what the block shows now,
+ * through buf, a fill buffer (see fill_slot).  Runs without
+ * chain->lock, so that allocations run in parallel.
  */
 static int
-fill_slot (struct vdi_chain *chain, uint32_t b, uint32_t entry,
-           uint32_t slot, const void *data, uint32_t lo, uint32_t len,
-           const struct vdi_below *below)
+fill_slot_with (struct vdi_chain *chain, uint32_t b, uint32_t entry,
+                uint32_t slot, const void *data, uint32_t lo, uint32_t len,
+                const struct vdi_below *below, char *buf)
 {
   struct vdi_image *top = chain->images[0];
   const struct vdi_header *h = vdi_image_header (top);
   const uint64_t offset = vdi_header_slot_offset (h, slot);
   const uint32_t piece = MIN (h->block_size, (uint32_t) FILL_PIECE);
-  /* A whole block from the caller is written as it is, with no buffer
-   * (whole blocks of zeros never get here: they become ZERO entries).
-   */
-  const bool whole = data && lo == 0 && len == h->block_size;
-  char *buf = NULL;
   uint32_t pos, n;
 
-  if (!whole || h->block_extra > 0) {
-    buf = fill_buffer ();
-    if (buf == NULL)
-      return -1;
-  }
   if (h->block_extra > 0)
     memset (buf, 0, piece);
   for (pos = 0; pos < h->block_extra; pos += n) {
@@ -420,6 +423,29 @@ fill_slot (struct vdi_chain *chain, uint32_t b, uint32_t entry,
       return -1;
   }
   return 0;
+}
+
+static int
+fill_slot (struct vdi_chain *chain, uint32_t b, uint32_t entry,
+           uint32_t slot, const void *data, uint32_t lo, uint32_t len,
+           const struct vdi_below *below)
+{
+  const struct vdi_header *h = vdi_image_header (chain->images[0]);
+  /* A whole block from the caller is written as it is, with no buffer
+   * (whole blocks of zeros never get here: they become ZERO entries).
+   */
+  const bool whole = data && lo == 0 && len == h->block_size;
+  char *buf = NULL;
+  int r;
+
+  if (!whole || h->block_extra > 0) {
+    buf = take_fill_buffer ();
+    if (buf == NULL)
+      return -1;
+  }
+  r = fill_slot_with (chain, b, entry, slot, data, lo, len, below, buf);
+  give_back_fill_buffer (buf);
+  return r;
 }
 
 /* Take slot off the list of released slots, if it is there.  Called

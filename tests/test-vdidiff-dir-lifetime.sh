@@ -105,12 +105,12 @@ for t in range(4):
     for k in range(25):
         assert h.pread(1000, 4096 * k + 1000) == bytes([t * 25 + k]) * 1000, (t, k)
 PY
-! grep ": error: " "$tmp/log"
+must_fail grep ": error: " "$tmp/log"
 
 # A layer that fails to open is not remembered: "bad" is not a VDI
 # image, then it is removed and the export is served.
 echo "not a VDI image" > "$tmp/clones/bad.vdi"
-! $T nbdsh -u "$(uri_of "$sock" bad)" -c 'h.get_size()'
+must_fail $T nbdsh -u "$(uri_of "$sock" bad)" -c 'h.get_size()'
 grep "error.*clones/bad.vdi" "$tmp/log"
 rm "$tmp/clones/bad.vdi"
 $T nbdsh -u "$(uri_of "$sock" bad)" -c 'h.pwrite(b"good", 0)'
