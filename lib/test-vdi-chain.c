@@ -26,6 +26,7 @@
 #include <ftw.h>
 #include <limits.h>
 #include <sys/stat.h>
+#include <sys/resource.h>
 
 #include <CUnit/Basic.h>
 
@@ -334,47 +335,66 @@ test_chain_new_depth (void)
   dir_remove ();
 }
 
-/* A pattern of n blocks: data first, then FREE (to free). */
+/* A pattern of n blocks: data first, then fill (to free). */
 static char *
-data_then_free (uint32_t n, uint32_t data)
+data_then (uint32_t n, uint32_t data, char fill)
 {
   char *p = malloc (n + 1);
 
   assert (p != NULL);
-  memset (p, 'F', n);
+  memset (p, fill, n);
   memset (p, 'D', data);
   p[n] = '\0';
   return p;
 }
 
-/* The lookup table is bounded by what the images hold.  A top image
- * of 2 TiB in 128 MiB blocks (a 64 KiB map) over a parent in 128 KiB
- * blocks would need a table of 128 MiB: refused with one error naming
- * both block sizes, before the table is allocated.  8 MiB blocks over
- * 512 KiB ones (the widest mix VirtualBox makes) over the same disk
- * open, and so does a 2 TiB chain of equal block sizes.
+/* The peak resident size of this process so far, in KiB. */
+static long
+peak_rss_kib (void)
+{
+  struct rusage ru;
+
+  CU_ASSERT_EQUAL_FATAL (getrusage (RUSAGE_SELF, &ru), 0);
+  return ru.ru_maxrss;
+}
+
+/* The lookup table is bounded by what the images hold in memory.  A
+ * top image of 2 TiB in 128 MiB blocks, every one ZERO (a 64 KiB
+ * map), over a parent in 128 KiB blocks would need a table of 128 MiB:
+ * refused with one error naming both block sizes, before the table is
+ * allocated.  A top of 256 TiB is refused for its directory alone
+ * (32 MiB), whatever its blocks.  The same 2 TiB top holding a single
+ * block opens (its table is a directory and a few pages), and so do
+ * 8 MiB blocks, every one ZERO, over 512 KiB ones (the widest mix
+ * VirtualBox makes), and a 2 TiB chain of equal block sizes.
  */
 static void
 test_chain_new_table_bound (void)
 {
   static const struct {
     uint32_t top_block_size, top_blocks, base_block_size, base_blocks;
+    char top_fill;              /* the top's blocks after a first D */
     const char *error;
   } cases[] = {
-    { 128 * KiB * KiB, 16 * KiB, 128 * KiB, 8,
+    { 128 * KiB * KiB, 16 * KiB, 128 * KiB, 8, 'Z',
       "the chain's lookup table would need 128 MiB (a 2 TiB disk in units "
       "of 128 KiB: block sizes 128 MiB in " },
-    { 8 * KiB * KiB, 256 * KiB, 512 * KiB, 2 * KiB, NULL },
-    { 1 * KiB * KiB, 2 * KiB * KiB, 1 * KiB * KiB, 2 * KiB * KiB, NULL },
+    { 128 * KiB * KiB, 2 * KiB * KiB, 128 * KiB, 8, 'F',
+      "the chain's lookup table would need 32 MiB (a 256 TiB disk in units "
+      "of 128 KiB: block sizes 128 MiB in " },
+    { 128 * KiB * KiB, 16 * KiB, 128 * KiB, 8, 'F', NULL },
+    { 8 * KiB * KiB, 256 * KiB, 512 * KiB, 2 * KiB, 'Z', NULL },
+    { 1 * KiB * KiB, 2 * KiB * KiB, 1 * KiB * KiB, 2 * KiB * KiB, 'F', NULL },
   };
   size_t i;
 
   for (i = 0; i < sizeof cases / sizeof cases[0]; ++i) {
-    char *top_pattern = data_then_free (cases[i].top_blocks, 1);
-    char *base_pattern = data_then_free (cases[i].base_blocks, 2);
+    char *top_pattern = data_then (cases[i].top_blocks, 1, cases[i].top_fill);
+    char *base_pattern = data_then (cases[i].base_blocks, 2, 'F');
     struct img base, top;
     struct vdi_image *images[2];
     struct vdi_chain *chain;
+    long peak;
 
     dir_make ();
     img_init (&base, 1, cases[i].base_block_size, cases[i].base_blocks,
@@ -388,6 +408,7 @@ test_chain_new_table_bound (void)
     test_log_reset ();
     images[0] = open_img ("top.vdi");
     images[1] = open_img ("base.vdi");
+    peak = peak_rss_kib ();
     chain = vdi_chain_new (images, 2);
     if (cases[i].error) {
       CU_ASSERT_PTR_NULL (chain);
@@ -395,6 +416,8 @@ test_chain_new_table_bound (void)
       CU_ASSERT_PTR_NOT_NULL (strstr (test_log.last_error,
                                       "over 128 KiB in "));
       CU_ASSERT_PTR_NOT_NULL (strstr (test_log.last_error, at ("base.vdi")));
+      /* Refused without touching what it refuses. */
+      CU_ASSERT (peak_rss_kib () - peak < 16 * KiB);
     }
     else {
       CU_ASSERT_PTR_NOT_NULL (chain);
@@ -404,6 +427,8 @@ test_chain_new_table_bound (void)
         CU_ASSERT_EQUAL (vdi_chain_size (chain),
                          (uint64_t) cases[i].top_blocks *
                          cases[i].top_block_size);
+        CU_ASSERT_EQUAL (block_byte (chain, vdi_chain_size (chain) / BS - 1),
+                         0);
       }
     }
     vdi_chain_free (chain);

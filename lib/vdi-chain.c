@@ -24,9 +24,26 @@
  * unit and one pread per run of units that are contiguous in one
  * file, whatever the depth.
  *
+ * The table is kept in pages of TABLE_PAGE_ENTRIES entries, reached
+ * through a directory of page pointers, so that it takes memory for
+ * what the images hold and not for the disk's size.  A page gets
+ * entries of its own only where some image has a block that is not
+ * FREE, or where a parent ends inside it; every other page reads the
+ * same for all its units (ENTRY_ZERO past the end of some layer, else
+ * ENTRY_BELOW) and points at one of two read-only pages that every
+ * chain shares.  Resolving marks those pages first (from the images'
+ * entries that are not FREE, which their maps find without a walk
+ * over every block), then resolves only them, unit by unit, top image
+ * first.  A 16 TiB chain in 1 MiB blocks takes a 256 KiB directory
+ * and a page per place that holds blocks; a lookup stays two loads.
+ * Reads and extents skip a shared page at once.
+ *
  * Writes (vdi-write.c) change only the top image and then the table
  * entries of the block they changed, with atomic stores, so reads
- * need no lock.  The write engine also owns closing a chain
+ * need no lock.  A shared page is first copied into one of the
+ * chain's own (vdi_chain_own_units), which is then published with an
+ * atomic store of its pointer, so that a read sees the old entry or
+ * the new one.  The write engine also owns closing a chain
  * (vdi_chain_free flushes first), so this file never calls into it.
  *
  * vdi_chain_hide_top serves a chain as VirtualBox shows a disk whose
@@ -46,6 +63,8 @@
 #include <inttypes.h>
 #include <errno.h>
 
+#include "bits.h"
+#include "cleanup.h"
 #include "ispowerof2.h"
 #include "minmax.h"
 #include "rounding.h"
@@ -56,36 +75,94 @@
 /* Used only while resolving: no layer so far has had the unit. */
 #define ENTRY_UNRESOLVED  UINT64_MAX
 
-/* Fill the still unresolved entries from one layer. */
+/* The table pages of units where no image has a block: read-only,
+ * shared by every chain.
+ */
+static const uint64_t zero_page[TABLE_PAGE_ENTRIES]; /* ENTRY_ZERO is 0 */
+static const uint64_t below_page[TABLE_PAGE_ENTRIES] = {
+  [0 ... TABLE_PAGE_ENTRIES - 1] = ENTRY_BELOW
+};
+
+static bool
+is_shared_page (const uint64_t *page)
+{
+  return page == zero_page || page == below_page;
+}
+
+/* Free the table pages that are the chain's own, and the directory. */
 static void
-resolve_layer (struct vdi_chain *chain, size_t layer)
+free_table (uint64_t **table, uint64_t pages)
+{
+  uint64_t page;
+
+  if (table == NULL)
+    return;
+  for (page = 0; page < pages; ++page)
+    if (!is_shared_page (table[page]))
+      free (table[page]);
+  free (table);
+}
+
+/* The first unit of the chain past layer i's end: from there on, the
+ * layer reads zeros.
+ */
+static uint64_t
+layer_end_unit (const struct vdi_chain *chain, size_t i)
+{
+  return DIV_ROUND_UP (chain->sizes[i], UINT64_C (1) << chain->unit_bits);
+}
+
+/* Fill the still unresolved entries of a table page, whose first unit
+ * is first, from one layer.  Returns how many are left unresolved.
+ */
+static unsigned
+resolve_layer (const struct vdi_chain *chain, size_t layer, uint64_t first,
+               uint64_t *entries)
 {
   const struct vdi_image *img = chain->images[layer];
   const struct vdi_header *h = vdi_image_header (img);
-  const uint64_t layer_size = vdi_header_virtual_size (h);
+  const uint64_t layer_size = chain->sizes[layer];
   const unsigned block_bits = log_2_bits (h->block_size);
-  uint64_t u;
+  unsigned i, left = 0;
 
-  for (u = 0; u < chain->units; ++u) {
-    uint64_t offset = u << chain->unit_bits;
+  for (i = 0; i < TABLE_PAGE_ENTRIES; ++i) {
+    uint64_t offset = (first + i) << chain->unit_bits;
     uint32_t entry;
 
-    if (chain->table[u] != ENTRY_UNRESOLVED)
+    if (entries[i] != ENTRY_UNRESOLVED)
       continue;
     /* Past a parent's end the chain reads zeros. */
     if (offset >= layer_size) {
-      chain->table[u] = ENTRY_ZERO;
+      entries[i] = ENTRY_ZERO;
       continue;
     }
     entry = vdi_image_map_entry (img, offset >> block_bits);
     if (entry == VDI_BLOCK_FREE)
-      continue;
-    if (entry == VDI_BLOCK_ZERO)
-      chain->table[u] = ENTRY_ZERO;
+      left++;
+    else if (entry == VDI_BLOCK_ZERO)
+      entries[i] = ENTRY_ZERO;
     else
-      chain->table[u] = (uint64_t) layer << ENTRY_IMAGE_SHIFT |
+      entries[i] = (uint64_t) layer << ENTRY_IMAGE_SHIFT |
         (vdi_header_slot_offset (h, entry) + (offset & (h->block_size - 1)));
   }
+  return left;
+}
+
+/* Resolve every unit of table page number page, top image first. */
+static void
+resolve_page (const struct vdi_chain *chain, uint64_t page, uint64_t *entries)
+{
+  const uint64_t first = page << TABLE_PAGE_BITS;
+  unsigned i, left = TABLE_PAGE_ENTRIES;
+  size_t layer;
+
+  for (i = 0; i < TABLE_PAGE_ENTRIES; ++i)
+    entries[i] = ENTRY_UNRESOLVED;
+  for (layer = 0; layer < chain->depth && left > 0; ++layer)
+    left = resolve_layer (chain, layer, first, entries);
+  for (i = 0; i < TABLE_PAGE_ENTRIES; ++i)
+    if (entries[i] == ENTRY_UNRESOLVED)
+      entries[i] = ENTRY_BELOW;
 }
 
 /* The one check of depth and cycles, for chains built here and for
@@ -180,62 +257,103 @@ check_links (struct vdi_image **images, size_t n, bool over_below)
   return 0;
 }
 
-/* Resolve every unit of the table, top image first. */
+/* Mark the table pages that units [first, last] are in, counting in
+ * *n those not marked yet.
+ */
 static void
-resolve_units (struct vdi_chain *chain)
+mark_units (uint8_t *touched, uint64_t first, uint64_t last, uint64_t *n)
 {
-  size_t i;
-  uint64_t u;
+  uint64_t page;
 
-  for (u = 0; u < chain->units; ++u)
-    chain->table[u] = ENTRY_UNRESOLVED;
-  for (i = 0; i < chain->depth; ++i)
-    resolve_layer (chain, i);
-  for (u = 0; u < chain->units; ++u)
-    if (chain->table[u] == ENTRY_UNRESOLVED)
-      chain->table[u] = ENTRY_BELOW;
+  for (page = first >> TABLE_PAGE_BITS; page <= last >> TABLE_PAGE_BITS;
+       ++page)
+    if (!bit_is_set (touched, page)) {
+      bit_set (touched, page);
+      (*n)++;
+    }
 }
 
-/* The table has an entry for every unit over the top image's size,
- * while the images hold only their block maps, each in its file.  A
- * top image with large blocks over a parent with small ones makes the
- * table outgrow the maps by the ratio of the block sizes: 128 MiB over
- * 128 KiB in a few MB of files asks for gigabytes.  Until the table
- * is sparse, it may have at most TABLE_PER_MAP_ENTRY entries a map
- * entry of the chain (16: the ratio of the largest block size
- * VirtualBox creates to the smallest, 8 MiB to 512 KiB, for a top
- * image grown past its parents), plus TABLE_ALLOWANCE entries
- * (16 MiB) whatever the maps.  Chains of equal block sizes never come
- * near it.
+/* Mark the table pages that need entries of their own, counting them
+ * in *n: those where a layer has a block that is not FREE and no layer
+ * above it has ended, and those where a layer ends inside.  Returns
+ * the first unit past the end of the shortest layer: an unmarked page
+ * from there on reads ENTRY_ZERO, one before it ENTRY_BELOW.
+ */
+static uint64_t
+mark_pages (const struct vdi_chain *chain, uint8_t *touched, uint64_t *n)
+{
+  uint64_t zero_from = chain->units;
+  size_t i;
+
+  for (i = 0; i < chain->depth; ++i) {
+    const struct vdi_image *img = chain->images[i];
+    const struct vdi_header *h = vdi_image_header (img);
+    const unsigned units_bits = log_2_bits (h->block_size) - chain->unit_bits;
+    const uint64_t end = MIN (layer_end_unit (chain, i), zero_from);
+    uint32_t b;
+
+    if (end < zero_from && end % TABLE_PAGE_ENTRIES != 0)
+      mark_units (touched, end, end, n);
+    for (b = vdi_image_next_not_free (img, 0); b < h->blocks;
+         b = vdi_image_next_not_free (img, b + 1)) {
+      const uint64_t first = (uint64_t) b << units_bits;
+
+      if (first >= end)
+        break;
+      mark_units (touched, first,
+                  MIN (first + (UINT64_C (1) << units_bits), end) - 1, n);
+    }
+    zero_from = end;
+  }
+  return zero_from;
+}
+
+/* The table takes memory where the images have blocks, and the block
+ * maps take memory there too, each a page of ENTRIES_PER_PAGE entries
+ * at a time.  But a top image with large blocks over a parent with
+ * small ones makes the table outgrow the maps by the ratio of the
+ * block sizes: 128 MiB over 128 KiB in a few MB of files asks for
+ * gigabytes.  So the table (its directory of page pointers and its
+ * own pages) may have at most TABLE_PER_MAP_ENTRY entries a map entry
+ * that the chain's images keep in memory (16: the ratio of the largest
+ * block size VirtualBox creates to the smallest, 8 MiB to 512 KiB, for
+ * a top image grown past its parents), plus TABLE_ALLOWANCE entries
+ * (16 MiB) whatever the maps.  The maps' entries are counted by whole
+ * pages, as they are kept: blocks scattered one to a page of the map
+ * cost a page of the table each, and are allowed.  Chains of equal
+ * block sizes never come near the limit.  It is checked on the
+ * directory alone before anything is counted, then on the pages
+ * counted, before any of them is allocated.
  */
 #define TABLE_PER_MAP_ENTRY 16
 #define TABLE_ALLOWANCE (UINT64_C (1) << 21)
 
 static int
-check_table_size (const struct vdi_chain *chain)
+check_table_size (const struct vdi_chain *chain, uint64_t own_pages)
 {
+  const uint64_t need = chain->table_pages + own_pages * TABLE_PAGE_ENTRIES;
   const struct vdi_header *h;
   uint64_t map_entries = 0, limit;
   size_t i, small = 0, large = 0;
-  char need[32], disk[32], unit[32], max[32], small_bs[32], large_bs[32];
+  char need_s[32], disk[32], unit[32], max[32], small_bs[32], large_bs[32];
 
   for (i = 0; i < chain->depth; ++i) {
     h = vdi_image_header (chain->images[i]);
-    map_entries += h->blocks;
+    map_entries += vdi_image_map_entries_held (chain->images[i]);
     if (h->block_size < vdi_image_header (chain->images[small])->block_size)
       small = i;
     if (h->block_size > vdi_image_header (chain->images[large])->block_size)
       large = i;
   }
   limit = TABLE_PER_MAP_ENTRY * map_entries + TABLE_ALLOWANCE;
-  if (chain->units <= limit)
+  if (need <= limit)
     return 0;
   vdi_error ("%s: the chain's lookup table would need %s (a %s disk in "
              "units of %s: block sizes %s in %s over %s in %s), more than "
              "the %s its images' block maps allow",
              vdi_image_filename (chain->images[0]),
-             vdi_human_size (chain->units * sizeof *chain->table,
-                             need, sizeof need),
+             vdi_human_size (need * sizeof (uint64_t),
+                             need_s, sizeof need_s),
              vdi_human_size (chain->size, disk, sizeof disk),
              vdi_human_size (UINT64_C (1) << chain->unit_bits,
                              unit, sizeof unit),
@@ -245,12 +363,58 @@ check_table_size (const struct vdi_chain *chain)
              vdi_human_size (vdi_image_header (chain->images[small])
                              ->block_size, small_bs, sizeof small_bs),
              vdi_image_filename (chain->images[small]),
-             vdi_human_size (limit * sizeof *chain->table, max, sizeof max));
+             vdi_human_size (limit * sizeof (uint64_t), max, sizeof max));
+  return -1;
+}
+
+/* Build the lookup table from the images' maps as they are now, and
+ * put it in place of the chain's table, if any.
+ */
+static int
+build_table (struct vdi_chain *chain)
+{
+  CLEANUP_FREE uint8_t *touched = NULL;
+  uint64_t **table, own_pages = 0, zero_from, page;
+
+  if (check_table_size (chain, 0) == -1)
+    return -1;
+  touched = calloc (bits_bytes (chain->table_pages), 1);
+  table = calloc (chain->table_pages, sizeof *table);
+  if (touched == NULL || table == NULL) {
+    free (table);
+    goto nomem;
+  }
+  zero_from = mark_pages (chain, touched, &own_pages);
+  if (check_table_size (chain, own_pages) == -1) {
+    free (table);
+    return -1;
+  }
+  for (page = 0; page < chain->table_pages; ++page) {
+    if (!bit_is_set (touched, page)) {
+      table[page] = (uint64_t *) ((page << TABLE_PAGE_BITS) >= zero_from
+                                  ? zero_page : below_page);
+      continue;
+    }
+    table[page] = malloc (TABLE_PAGE_ENTRIES * sizeof **table);
+    if (table[page] == NULL) {
+      free_table (table, page);
+      goto nomem;
+    }
+    resolve_page (chain, page, table[page]);
+  }
+  free_table (chain->table, chain->table_pages);
+  chain->table = table;
+  return 0;
+
+ nomem:
+  vdi_error ("%s: cannot allocate the lookup table (%" PRIu64
+             " entries): %m", vdi_image_filename (chain->images[0]),
+             chain->units);
   return -1;
 }
 
 /* Size the lookup table by the smallest block size of the chain and
- * resolve it.
+ * build it.
  */
 static int
 resolve_table (struct vdi_chain *chain)
@@ -263,17 +427,32 @@ resolve_table (struct vdi_chain *chain)
   chain->unit_bits = log_2_bits (unit);
   chain->size = chain->sizes[0];
   chain->units = DIV_ROUND_UP (chain->size, (uint64_t) unit);
-  if (check_table_size (chain) == -1)
-    return -1;
+  chain->table_pages = MAX (DIV_ROUND_UP (chain->units, TABLE_PAGE_ENTRIES),
+                            UINT64_C (1));
+  return build_table (chain);
+}
 
-  chain->table = malloc (MAX (chain->units, UINT64_C (1)) * sizeof *chain->table);
-  if (chain->table == NULL) {
-    vdi_error ("%s: cannot allocate the lookup table (%" PRIu64
-               " entries): %m", vdi_image_filename (chain->images[0]),
-               chain->units);
-    return -1;
+int
+vdi_chain_own_units (struct vdi_chain *chain, uint64_t first, uint64_t last)
+{
+  uint64_t page;
+
+  for (page = first >> TABLE_PAGE_BITS; page <= last >> TABLE_PAGE_BITS;
+       ++page) {
+    const uint64_t *shared = chain->table[page];
+    uint64_t *own;
+
+    if (!is_shared_page (shared))
+      continue;
+    own = malloc (TABLE_PAGE_ENTRIES * sizeof *own);
+    if (own == NULL) {
+      vdi_error ("%s: cannot allocate the lookup table: %m",
+                 vdi_image_filename (chain->images[0]));
+      return -1;
+    }
+    memcpy (own, shared, TABLE_PAGE_ENTRIES * sizeof *own);
+    __atomic_store_n (&chain->table[page], own, __ATOMIC_RELEASE);
   }
-  resolve_units (chain);
   return 0;
 }
 
@@ -365,8 +544,7 @@ vdi_chain_hide_top (struct vdi_chain *chain)
   }
   vdi_image_forget_blocks (top);
   chain->top_hidden = true;
-  resolve_units (chain);
-  return 0;
+  return build_table (chain);
 }
 
 void
@@ -380,7 +558,7 @@ vdi_chain_destroy (struct vdi_chain *chain)
   free (chain->images);
   free (chain->fds);
   free (chain->sizes);
-  free (chain->table);
+  free_table (chain->table, chain->table_pages);
   pthread_mutex_destroy (&chain->lock);
   pthread_mutex_destroy (&chain->flush_lock);
   pthread_cond_destroy (&chain->allocated);
@@ -424,6 +602,21 @@ vdi_chain_granularity (const struct vdi_chain *chain)
   return UINT32_C (1) << chain->unit_bits;
 }
 
+/* The entry of unit u, and in *end the first unit past u that may
+ * have another entry: the end of u's page if it is a shared one (all
+ * its entries are the same), else u + 1.
+ */
+static inline uint64_t
+entry_run (const struct vdi_chain *chain, uint64_t u, uint64_t *end)
+{
+  const uint64_t *page = __atomic_load_n (&chain->table[u >> TABLE_PAGE_BITS],
+                                          __ATOMIC_ACQUIRE);
+
+  *end = is_shared_page (page) ? (u | (TABLE_PAGE_ENTRIES - 1)) + 1 : u + 1;
+  return __atomic_load_n (&page[u & (TABLE_PAGE_ENTRIES - 1)],
+                          __ATOMIC_ACQUIRE);
+}
+
 /* True if the unit whose entry is next continues the run whose
  * previous unit had entry prev: both zero, both below, or the next
  * bytes of the same file.
@@ -445,16 +638,20 @@ vdi_chain_pread (const struct vdi_chain *chain, void *buf,
   char *p = buf;
 
   while (count > 0) {
-    uint64_t u = offset >> chain->unit_bits;
-    uint64_t first = chain_entry (chain, u), last = first, next;
-    uint64_t run = MIN ((uint64_t) count, unit_size - (offset & (unit_size - 1)));
+    uint64_t u = offset >> chain->unit_bits, next_u, next_end;
+    uint64_t first = entry_run (chain, u, &next_u), last = first, next;
+    uint64_t run = MIN ((uint64_t) count,
+                        (next_u << chain->unit_bits) - offset);
 
-    /* Extend the run over the following units while they continue it. */
+    /* Extend the run over the following units (a shared page at once)
+     * while they continue it.
+     */
     while (run < count &&
-           continues_run (chain, last, next = chain_entry (chain, u + 1))) {
+           continues_run (chain, last,
+                          next = entry_run (chain, next_u, &next_end))) {
       last = next;
-      u++;
-      run = MIN ((uint64_t) count, run + unit_size);
+      next_u = next_end;
+      run = MIN ((uint64_t) count, (next_u << chain->unit_bits) - offset);
     }
 
     if (first == ENTRY_ZERO || (first == ENTRY_BELOW && below == NULL))
@@ -501,19 +698,20 @@ vdi_chain_extents (const struct vdi_chain *chain,
                    uint64_t offset, uint64_t count, bool only_first,
                    vdi_extent_function fn, void *opaque)
 {
-  const uint64_t unit_size = UINT64_C (1) << chain->unit_bits;
   const uint64_t end = MIN (offset + count, chain->size);
 
   while (offset < end) {
-    uint64_t u = offset >> chain->unit_bits;
-    enum vdi_extent_type type = extent_type (chain_entry (chain, u));
-    uint64_t run_end = ROUND_DOWN (offset, unit_size) + unit_size;
+    uint64_t next_u, next_end, run_end;
+    enum vdi_extent_type type =
+      extent_type (entry_run (chain, offset >> chain->unit_bits, &next_u));
 
-    while (run_end < end &&
-           extent_type (chain_entry (chain, run_end >> chain->unit_bits))
-           == type)
-      run_end += unit_size;
-    run_end = MIN (run_end, end);
+    /* Extend the run over the following units (a shared page at once)
+     * while they have the same type.
+     */
+    while ((next_u << chain->unit_bits) < end &&
+           extent_type (entry_run (chain, next_u, &next_end)) == type)
+      next_u = next_end;
+    run_end = MIN (next_u << chain->unit_bits, end);
 
     if (fn (opaque, offset, run_end - offset, type) == -1)
       return -1;

@@ -7,6 +7,17 @@
  * the primitives the write engine (vdi-write.c) builds on: locking,
  * writing the header, changing map entries in memory and writing the
  * changed pages of the map at a flush, creating images.
+ *
+ * The map is kept in pages of VDI_MAP_PAGE bytes, as it is written.
+ * A page whose entries are all FREE is not kept: its pointer points at
+ * free_page, one read-only page that every image shares.  So a map
+ * takes memory for its blocks, not for its size: a 16 TiB image in
+ * 1 MiB blocks holding one block takes a 128 KiB directory and one
+ * page, where the whole map would take 64 MiB.  Readers take no lock:
+ * they load the page pointer, then the entry, both atomically, and a
+ * change to an entry of free_page first copies it into a page of the
+ * image's own that it then publishes, so that readers see the old
+ * entry or the new one.
  */
 
 #include <config.h>
@@ -39,7 +50,12 @@ struct vdi_image {
   bool exclusive;               /* it holds the exclusive lock */
   uint64_t file_size;
   struct vdi_header header;
-  uint32_t *map;                /* cBlocks entries, host order, or NULL */
+  /* A pointer per VDI_MAP_PAGE of the map to its ENTRIES_PER_PAGE
+   * entries in host order (free_page if all are FREE; entries past
+   * cBlocks are FREE), read and written atomically; NULL if the map
+   * is not loaded.
+   */
+  uint32_t **map;
   uint8_t *map_dirty;           /* a bit per VDI_MAP_PAGE of the map
                                  * changed since it was last written */
 };
@@ -48,81 +64,165 @@ struct vdi_image {
 #define VDI_MAP_PAGE 4096
 #define ENTRIES_PER_PAGE (VDI_MAP_PAGE / 4)
 
+/* The map is read from the file, and written empty, in pieces of this
+ * many bytes (a whole number of pages).
+ */
+#define MAP_CHUNK (1024 * 1024)
+
+static const uint32_t free_page[ENTRIES_PER_PAGE] = {
+  [0 ... ENTRIES_PER_PAGE - 1] = VDI_BLOCK_FREE
+};
+
 static size_t
 map_pages (const struct vdi_header *h)
 {
   return DIV_ROUND_UP ((size_t) h->blocks, ENTRIES_PER_PAGE);
 }
 
-/* Load the block map and check every entry: it must name a slot of
+static uint32_t *
+map_page (const struct vdi_image *img, size_t page)
+{
+  return __atomic_load_n (&img->map[page], __ATOMIC_ACQUIRE);
+}
+
+/* Free the pages of the map that are the image's own. */
+static void
+free_map_pages (struct vdi_image *img)
+{
+  size_t page;
+
+  for (page = 0; page < map_pages (&img->header); ++page) {
+    if (img->map[page] != free_page)
+      free (img->map[page]);
+    img->map[page] = (uint32_t *) free_page;
+  }
+}
+
+/* Check entry i (slot) of the map as it loads: it must name a slot of
  * this image whose data lies inside the file, and no two entries may
- * share a slot.
+ * share a slot (used has a bit for each slot seen so far).
+ */
+static int
+check_map_entry (const struct vdi_image *img, uint32_t i, uint32_t slot,
+                 uint8_t *used)
+{
+  const struct vdi_header *h = &img->header;
+
+  /* Slots are handed out in order, so a slot at or past the counter
+   * would be handed out again: VirtualBox calls that a bad header.
+   */
+  if (slot >= h->blocks_allocated) {
+    vdi_error ("%s: corrupt block map: entry %" PRIu32
+               " points to slot %" PRIu32 " but only %" PRIu32
+               " blocks are allocated", img->filename, i, slot,
+               h->blocks_allocated);
+    return -1;
+  }
+  if (vdi_header_slots_end (h, slot + 1) > img->file_size) {
+    const uint64_t start = vdi_header_slots_end (h, slot);
+
+    if (start >= img->file_size)
+      vdi_error ("%s: corrupt block map: entry %" PRIu32
+                 " points to slot %" PRIu32 " at offset %" PRIu64
+                 ", past the end of the file (%" PRIu64 " bytes)",
+                 img->filename, i, slot, start, img->file_size);
+    else
+      vdi_error ("%s: corrupt block map: entry %" PRIu32
+                 " points to slot %" PRIu32 " at offset %" PRIu64
+                 ", which runs to %" PRIu64 ", past the end of the "
+                 "file (%" PRIu64 " bytes)", img->filename, i, slot,
+                 start, vdi_header_slots_end (h, slot + 1),
+                 img->file_size);
+    return -1;
+  }
+  if (bit_is_set (used, slot)) {
+    uint32_t first = vdi_image_next_not_free (img, 0);
+
+    while (vdi_image_map_entry (img, first) != slot)
+      first = vdi_image_next_not_free (img, first + 1);
+    vdi_error ("%s: corrupt block map: entries %" PRIu32 " and %" PRIu32
+               " both point to slot %" PRIu32,
+               img->filename, first, i, slot);
+    return -1;
+  }
+  bit_set (used, slot);
+  return 0;
+}
+
+/* Keep page number page of the map, whose entries (little endian,
+ * FREE past cBlocks) are at le, unless they are all FREE, and check
+ * its entries.
+ */
+static int
+load_map_page (struct vdi_image *img, size_t page, const uint32_t *le,
+               uint8_t *used)
+{
+  const size_t first = page * ENTRIES_PER_PAGE;
+  const size_t end = MIN (first + ENTRIES_PER_PAGE,
+                          (size_t) img->header.blocks);
+  uint32_t *entries;
+  size_t i;
+
+  if (memcmp (le, free_page, VDI_MAP_PAGE) == 0)
+    return 0;
+  entries = malloc (VDI_MAP_PAGE);
+  if (entries == NULL) {
+    vdi_error ("%s: cannot allocate the block map: %m", img->filename);
+    return -1;
+  }
+  for (i = 0; i < ENTRIES_PER_PAGE; ++i)
+    entries[i] = le32toh (le[i]);
+  img->map[page] = entries;
+
+  for (i = first; i < end; ++i)
+    if (VDI_BLOCK_IS_ALLOCATED (entries[i - first]) &&
+        check_map_entry (img, i, entries[i - first], used) == -1)
+      return -1;
+  return 0;
+}
+
+/* Load the block map, MAP_CHUNK bytes at a time, and check every
+ * entry (check_map_entry), keeping only the pages with an entry that
+ * is not FREE.
  */
 static int
 load_map (struct vdi_image *img)
 {
   const struct vdi_header *h = &img->header;
   const size_t map_size = 4 * (size_t) h->blocks;
+  const size_t pages = map_pages (h);
   CLEANUP_FREE uint8_t *used = NULL;
-  uint32_t i;
+  CLEANUP_FREE uint32_t *chunk = NULL;
+  size_t start, len, page;
 
-  img->map = malloc (map_size);
-  img->map_dirty = calloc (bits_bytes (map_pages (h)), 1);
+  img->map = malloc (pages * sizeof *img->map);
+  img->map_dirty = calloc (bits_bytes (pages), 1);
   used = calloc (bits_bytes (h->blocks), 1);
-  if (img->map == NULL || img->map_dirty == NULL || used == NULL) {
+  chunk = malloc (MAP_CHUNK);
+  if (img->map == NULL || img->map_dirty == NULL || used == NULL ||
+      chunk == NULL) {
     vdi_error ("%s: cannot allocate the block map (%" PRIu32 " entries): %m",
                img->filename, h->blocks);
+    free (img->map);
+    img->map = NULL;
     return -1;
   }
-  if (vdi_full_pread (img->fd, img->map, map_size, h->blocks_offset) == -1) {
-    vdi_error ("%s: reading the block map: %m", img->filename);
-    return -1;
-  }
+  for (page = 0; page < pages; ++page)
+    img->map[page] = (uint32_t *) free_page;
 
-  for (i = 0; i < h->blocks; ++i) {
-    uint32_t slot = le32toh (img->map[i]);
-
-    img->map[i] = slot;
-    if (!VDI_BLOCK_IS_ALLOCATED (slot))
-      continue;
-    /* Slots are handed out in order, so a slot at or past the counter
-     * would be handed out again: VirtualBox calls that a bad header.
-     */
-    if (slot >= h->blocks_allocated) {
-      vdi_error ("%s: corrupt block map: entry %" PRIu32
-                 " points to slot %" PRIu32 " but only %" PRIu32
-                 " blocks are allocated", img->filename, i, slot,
-                 h->blocks_allocated);
+  for (start = 0; start < map_size; start += len) {
+    len = MIN ((size_t) MAP_CHUNK, map_size - start);
+    /* The entries of the last page past cBlocks are FREE. */
+    memset ((char *) chunk + len, 0xff,
+            ROUND_UP (len, (size_t) VDI_MAP_PAGE) - len);
+    if (vdi_full_pread (img->fd, chunk, len, h->blocks_offset + start) == -1) {
+      vdi_error ("%s: reading the block map: %m", img->filename);
       return -1;
     }
-    if (vdi_header_slots_end (h, slot + 1) > img->file_size) {
-      const uint64_t start = vdi_header_slots_end (h, slot);
-
-      if (start >= img->file_size)
-        vdi_error ("%s: corrupt block map: entry %" PRIu32
-                   " points to slot %" PRIu32 " at offset %" PRIu64
-                   ", past the end of the file (%" PRIu64 " bytes)",
-                   img->filename, i, slot, start, img->file_size);
-      else
-        vdi_error ("%s: corrupt block map: entry %" PRIu32
-                   " points to slot %" PRIu32 " at offset %" PRIu64
-                   ", which runs to %" PRIu64 ", past the end of the "
-                   "file (%" PRIu64 " bytes)", img->filename, i, slot,
-                   start, vdi_header_slots_end (h, slot + 1),
-                   img->file_size);
-      return -1;
-    }
-    if (bit_is_set (used, slot)) {
-      uint32_t first = 0;
-
-      while (img->map[first] != slot)
-        first++;
-      vdi_error ("%s: corrupt block map: entries %" PRIu32 " and %" PRIu32
-                 " both point to slot %" PRIu32,
-                 img->filename, first, i, slot);
-      return -1;
-    }
-    bit_set (used, slot);
+    for (page = 0; page * VDI_MAP_PAGE < len; ++page)
+      if (load_map_page (img, start / VDI_MAP_PAGE + page,
+                         chunk + page * ENTRIES_PER_PAGE, used) == -1)
+        return -1;
   }
   return 0;
 }
@@ -155,10 +255,12 @@ set_lock (const struct vdi_image *img, int fd, short type)
 static uint32_t
 used_slots (const struct vdi_image *img)
 {
+  const uint32_t blocks = img->header.blocks;
   uint32_t i, used = 0;
 
-  for (i = 0; i < img->header.blocks; ++i)
-    if (VDI_BLOCK_IS_ALLOCATED (img->map[i]))
+  for (i = vdi_image_next_not_free (img, 0); i < blocks;
+       i = vdi_image_next_not_free (img, i + 1))
+    if (VDI_BLOCK_IS_ALLOCATED (vdi_image_map_entry (img, i)))
       used++;
   return used;
 }
@@ -307,6 +409,8 @@ vdi_image_close (struct vdi_image *img)
     return;
   if (img->fd >= 0)
     close (img->fd);
+  if (img->map)
+    free_map_pages (img);
   free (img->map);
   free (img->map_dirty);
   free (img->filename);
@@ -335,7 +439,41 @@ vdi_image_fd (const struct vdi_image *img)
 uint32_t
 vdi_image_map_entry (const struct vdi_image *img, uint32_t i)
 {
-  return __atomic_load_n (&img->map[i], __ATOMIC_ACQUIRE);
+  const uint32_t *page = map_page (img, i / ENTRIES_PER_PAGE);
+
+  return __atomic_load_n (&page[i % ENTRIES_PER_PAGE], __ATOMIC_ACQUIRE);
+}
+
+uint32_t
+vdi_image_next_not_free (const struct vdi_image *img, uint32_t from)
+{
+  const uint32_t blocks = img->header.blocks;
+  uint32_t i = from;
+
+  while (i < blocks) {
+    const uint32_t *page = map_page (img, i / ENTRIES_PER_PAGE);
+
+    if (page == free_page)
+      i = ROUND_DOWN (i, ENTRIES_PER_PAGE) + ENTRIES_PER_PAGE;
+    else if (__atomic_load_n (&page[i % ENTRIES_PER_PAGE], __ATOMIC_ACQUIRE)
+             != VDI_BLOCK_FREE)
+      return i;
+    else
+      i++;
+  }
+  return blocks;
+}
+
+uint64_t
+vdi_image_map_entries_held (const struct vdi_image *img)
+{
+  uint64_t held = 0;
+  size_t page;
+
+  for (page = 0; page < map_pages (&img->header); ++page)
+    if (map_page (img, page) != free_page)
+      held += ENTRIES_PER_PAGE;
+  return held;
 }
 
 /* Atomic: vdi_image_make_writable changes it while others read. */
@@ -354,12 +492,25 @@ vdi_image_header_for_update (struct vdi_image *img)
 /* Change a map entry in memory; it reaches the file at the next
  * vdi_image_write_map_update.  Callers serialise changes.
  */
-void
+int
 vdi_image_set_map_entry (struct vdi_image *img, uint32_t block,
                          uint32_t entry)
 {
-  __atomic_store_n (&img->map[block], entry, __ATOMIC_RELEASE);
-  bit_set (img->map_dirty, block / ENTRIES_PER_PAGE);
+  const size_t n = block / ENTRIES_PER_PAGE;
+  uint32_t *page = img->map[n];
+
+  if (page == free_page) {
+    page = malloc (VDI_MAP_PAGE);
+    if (page == NULL) {
+      vdi_error ("%s: cannot allocate the block map: %m", img->filename);
+      return -1;
+    }
+    memcpy (page, free_page, VDI_MAP_PAGE);
+    __atomic_store_n (&img->map[n], page, __ATOMIC_RELEASE);
+  }
+  __atomic_store_n (&page[block % ENTRIES_PER_PAGE], entry, __ATOMIC_RELEASE);
+  bit_set (img->map_dirty, n);
+  return 0;
 }
 
 int
@@ -426,15 +577,13 @@ vdi_image_take_map_update (struct vdi_image *img, struct vdi_map_update *u)
   }
   for (page = 0; page < pages; ++page) {
     uint32_t *out = (uint32_t *) (u->data + u->nr_pages * VDI_MAP_PAGE);
-    const size_t first = page * ENTRIES_PER_PAGE;
-    const size_t end = MIN (first + ENTRIES_PER_PAGE,
-                            (size_t) img->header.blocks);
+    const uint32_t *entries = img->map[page];
 
     if (!bit_is_set (img->map_dirty, page))
       continue;
     bit_clear (img->map_dirty, page);
-    for (i = first; i < end; ++i)
-      out[i - first] = htole32 (img->map[i]);
+    for (i = 0; i < ENTRIES_PER_PAGE; ++i)
+      out[i] = htole32 (entries[i]);
     u->pages[u->nr_pages++] = page;
   }
   return 0;
@@ -506,17 +655,21 @@ vdi_image_sync (struct vdi_image *img)
 static int
 write_empty_map (int fd, const char *filename, const struct vdi_header *h)
 {
-  CLEANUP_FREE uint32_t *map = malloc (4 * (size_t) h->blocks);
+  const size_t map_size = 4 * (size_t) h->blocks;
+  CLEANUP_FREE uint8_t *chunk = malloc (MAP_CHUNK);
+  size_t start, len;
 
-  if (map == NULL) {
+  if (chunk == NULL) {
     vdi_error ("%s: malloc: %m", filename);
     return -1;
   }
-  memset (map, 0xff, 4 * (size_t) h->blocks); /* VDI_BLOCK_FREE */
-  if (vdi_full_pwrite (fd, map, 4 * (size_t) h->blocks,
-                       h->blocks_offset) == -1) {
-    vdi_error ("%s: writing the block map: %m", filename);
-    return -1;
+  memset (chunk, 0xff, MAP_CHUNK); /* VDI_BLOCK_FREE */
+  for (start = 0; start < map_size; start += len) {
+    len = MIN ((size_t) MAP_CHUNK, map_size - start);
+    if (vdi_full_pwrite (fd, chunk, len, h->blocks_offset + start) == -1) {
+      vdi_error ("%s: writing the block map: %m", filename);
+      return -1;
+    }
   }
   return 0;
 }
@@ -605,7 +758,7 @@ vdi_image_forget_blocks (struct vdi_image *img)
   struct vdi_header *h = &img->header;
 
   h->blocks_allocated = 0;
-  memset (img->map, 0xff, 4 * (size_t) h->blocks); /* VDI_BLOCK_FREE */
+  free_map_pages (img);
   memset (img->map_dirty, 0, bits_bytes (map_pages (h)));
 }
 

@@ -13,11 +13,15 @@
 #include "libvdi.h"
 #include "vdi-io.h"
 
-/* The chain's lookup table (see vdi-chain.c). */
+/* The chain's lookup table (see vdi-chain.c): its entries, in pages
+ * of TABLE_PAGE_ENTRIES.
+ */
 #define ENTRY_IMAGE_SHIFT 54
 #define ENTRY_OFFSET_MASK ((UINT64_C (1) << ENTRY_IMAGE_SHIFT) - 1)
 #define ENTRY_ZERO        UINT64_C (0)
 #define ENTRY_BELOW       UINT64_C (1)
+#define TABLE_PAGE_BITS    9
+#define TABLE_PAGE_ENTRIES (UINT64_C (1) << TABLE_PAGE_BITS)
 
 struct vdi_chain {
   struct vdi_image **images;    /* [0] is the top */
@@ -27,7 +31,12 @@ struct vdi_chain {
   uint64_t size;                /* virtual size of the top image */
   unsigned unit_bits;           /* log2 of the table's unit */
   uint64_t units;
-  uint64_t *table;              /* read and written atomically */
+  /* A pointer per TABLE_PAGE_ENTRIES units to their entries (a shared
+   * read-only page where they are all ZERO or all BELOW and no image
+   * has a block), read and written atomically.
+   */
+  uint64_t **table;
+  uint64_t table_pages;
 
   /* Serialises map and header updates of the top image; writes into
    * allocated blocks do not take it.
@@ -94,10 +103,32 @@ extern int vdi_find_children (const struct vdi_image *parent,
                               const struct vdi_parent_search *search,
                               char ***paths, size_t *n);
 
+/* The table entry of a unit, without a lock. */
 static inline uint64_t
 chain_entry (const struct vdi_chain *chain, uint64_t unit)
 {
-  return __atomic_load_n (&chain->table[unit], __ATOMIC_ACQUIRE);
+  const uint64_t *page = __atomic_load_n (&chain->table[unit >> TABLE_PAGE_BITS],
+                                          __ATOMIC_ACQUIRE);
+
+  return __atomic_load_n (&page[unit & (TABLE_PAGE_ENTRIES - 1)],
+                          __ATOMIC_ACQUIRE);
+}
+
+/* For the write engine, with chain->lock held: give units [first,
+ * last] pages of the chain's own (copies of the shared pages they
+ * are in), so that chain_set_entry may change them.  Returns -1 after
+ * an error, with no entry changed.
+ */
+extern int vdi_chain_own_units (struct vdi_chain *chain, uint64_t first,
+                                uint64_t last);
+
+static inline void
+chain_set_entry (struct vdi_chain *chain, uint64_t unit, uint64_t value)
+{
+  uint64_t *page = chain->table[unit >> TABLE_PAGE_BITS];
+
+  __atomic_store_n (&page[unit & (TABLE_PAGE_ENTRIES - 1)], value,
+                    __ATOMIC_RELEASE);
 }
 
 extern void vdi_error (const char *fs, ...)
@@ -173,8 +204,18 @@ struct vdi_map_update {
   size_t *pages;                /* page numbers */
   uint8_t *data;                /* their copies, little endian */
 };
-extern void vdi_image_set_map_entry (struct vdi_image *img, uint32_t block,
-                                     uint32_t entry);
+/* Returns -1 after an error (no memory), with nothing changed. */
+extern int vdi_image_set_map_entry (struct vdi_image *img, uint32_t block,
+                                    uint32_t entry);
+/* The first block from block from on whose entry is not FREE, or
+ * cBlocks if there is none: pages of FREE entries are skipped whole.
+ */
+extern uint32_t vdi_image_next_not_free (const struct vdi_image *img,
+                                         uint32_t from);
+/* How many map entries the image keeps in memory: those of the pages
+ * with an entry that is not FREE.
+ */
+extern uint64_t vdi_image_map_entries_held (const struct vdi_image *img);
 /* Make the block map (every entry FREE) and the counter empty in
  * memory, with nothing left to write: what vdi_image_reset then puts
  * on disk.

@@ -236,7 +236,9 @@ data_run (const struct vdi_image *img, uint32_t b, uint32_t end)
   return n;
 }
 
-/* Write every block that child holds into the top image of parent. */
+/* Write every block that child holds into the top image of parent:
+ * its FREE blocks are skipped without a look at each.
+ */
 static int
 copy_into_parent (struct vdi_image *child, struct vdi_chain *parent,
                   const struct vdi_merge *merge)
@@ -245,13 +247,15 @@ copy_into_parent (struct vdi_image *child, struct vdi_chain *parent,
   const uint64_t size = vdi_header_virtual_size (h);
   const uint32_t end = DIV_ROUND_UP (size, (uint64_t) h->block_size);
   CLEANUP_FREE char *buf = malloc (MAX (MERGE_RUN_SIZE, h->block_size));
+  uint64_t done = 0;
   uint32_t b, n;
 
   if (buf == NULL) {
     vdi_error ("malloc: %m");
     return -1;
   }
-  for (b = 0; b < end; b += n) {
+  for (b = vdi_image_next_not_free (child, 0); b < end;
+       b = vdi_image_next_not_free (child, b + n)) {
     const uint32_t entry = vdi_image_map_entry (child, b);
     const uint64_t offset = (uint64_t) b * h->block_size;
     uint64_t len;
@@ -262,7 +266,7 @@ copy_into_parent (struct vdi_image *child, struct vdi_chain *parent,
       if (vdi_chain_zero (parent, len, offset, 0, NULL) == -1)
         return -1;
     }
-    else if (VDI_BLOCK_IS_ALLOCATED (entry)) {
+    else {
       const uint64_t where = vdi_header_slot_offset (h, entry);
 
       if (vdi_full_pread (vdi_image_fd (child), buf, len, where) == -1) {
@@ -273,8 +277,11 @@ copy_into_parent (struct vdi_image *child, struct vdi_chain *parent,
       if (vdi_chain_pwrite (parent, buf, len, offset, 0, NULL) == -1)
         return -1;
     }
-    report (merge, parent->images[0], offset + len, size);
+    done = offset + len;
+    report (merge, parent->images[0], done, size);
   }
+  if (done < size)
+    report (merge, parent->images[0], size, size);
   return 0;
 }
 

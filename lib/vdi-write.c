@@ -103,24 +103,38 @@ is_zero (const void *buf, size_t len)
   return len == 0 || (p[0] == 0 && memcmp (p, p + 1, len - 1) == 0);
 }
 
-/* Point the table entries of top block b at its slot, or at zeros. */
+/* The table units of top block b: [*first, *last]. */
+static void
+block_unit_range (const struct vdi_chain *chain, uint32_t b, uint64_t *first,
+             uint64_t *last)
+{
+  const uint32_t block_size = vdi_image_header (chain->images[0])->block_size;
+  const uint64_t block_start = (uint64_t) b * block_size;
+
+  *first = block_start >> chain->unit_bits;
+  *last = (MIN (block_start + block_size,
+                chain->units << chain->unit_bits) - 1) >> chain->unit_bits;
+}
+
+/* Point the table entries of top block b at its slot, or at zeros.
+ * Its units have pages of the chain's own (vdi_chain_own_units).
+ */
 static void
 update_table (struct vdi_chain *chain, uint32_t b)
 {
   const struct vdi_header *h = vdi_image_header (chain->images[0]);
   const uint32_t entry = vdi_image_map_entry (chain->images[0], b);
   const uint64_t block_start = (uint64_t) b * h->block_size;
-  uint64_t u, end;
+  uint64_t u, first, last;
 
-  end = MIN (block_start + h->block_size, chain->units << chain->unit_bits);
-  for (u = block_start >> chain->unit_bits;
-       (u << chain->unit_bits) < end; ++u) {
+  block_unit_range (chain, b, &first, &last);
+  for (u = first; u <= last; ++u) {
     uint64_t value = ENTRY_ZERO;
 
     if (VDI_BLOCK_IS_ALLOCATED (entry))
       value = vdi_header_slot_offset (h, entry) +
         ((u << chain->unit_bits) - block_start);
-    __atomic_store_n (&chain->table[u], value, __ATOMIC_RELEASE);
+    chain_set_entry (chain, u, value);
   }
 }
 
@@ -181,13 +195,21 @@ begin_change (struct vdi_chain *chain)
 }
 
 /* Set the map entry of top block b, to reach the file at the next
- * flush.  Called with chain->lock held.
+ * flush, and its table entries.  Either may need memory for a page:
+ * both are had before anything changes.  Called with chain->lock
+ * held.
  */
-static void
+static int
 set_map_entry (struct vdi_chain *chain, uint32_t b, uint32_t entry)
 {
-  vdi_image_set_map_entry (chain->images[0], b, entry);
+  uint64_t first, last;
+
+  block_unit_range (chain, b, &first, &last);
+  if (vdi_chain_own_units (chain, first, last) == -1 ||
+      vdi_image_set_map_entry (chain->images[0], b, entry) == -1)
+    return -1;
   update_table (chain, b);
+  return 0;
 }
 
 /* Fill buf with the n bytes that top block b (whose entry is entry)
@@ -239,7 +261,8 @@ unused_slot (const struct vdi_chain *chain)
     vdi_error ("calloc: %m");
     return -1;
   }
-  for (i = 0; i < blocks; ++i) {
+  for (i = vdi_image_next_not_free (top, 0); i < blocks;
+       i = vdi_image_next_not_free (top, i + 1)) {
     slot = vdi_image_map_entry (top, i);
     if (VDI_BLOCK_IS_ALLOCATED (slot))
       bit_set (used, slot);
@@ -496,10 +519,11 @@ release_slot (struct vdi_chain *chain, uint32_t slot)
 }
 
 /* End the allocation of top block b: point its map entry at the slot
- * if filled, else give the slot back; and wake the requests waiting
- * for the block.  Called with chain->lock held.
+ * if filled, else (or if that fails) give the slot back; and wake the
+ * requests waiting for the block.  Returns 0 if the block has the
+ * slot now, else -1.  Called with chain->lock held.
  */
-static void
+static int
 publish_slot (struct vdi_chain *chain, uint32_t b, uint32_t slot, bool filled)
 {
   size_t i;
@@ -509,11 +533,12 @@ publish_slot (struct vdi_chain *chain, uint32_t b, uint32_t slot, bool filled)
       chain->allocating[i] = chain->allocating[--chain->nr_allocating];
       break;
     }
-  if (filled)
-    set_map_entry (chain, b, slot);
-  else
+  if (filled && set_map_entry (chain, b, slot) == -1)
+    filled = false;
+  if (!filled)
     release_slot (chain, slot);
   pthread_cond_broadcast (&chain->allocated);
+  return filled ? 0 : -1;
 }
 
 /* What a write to an unallocated top block takes, decided under
@@ -550,7 +575,8 @@ place_write (struct vdi_chain *chain, uint32_t b, const void *data,
   /* Zeros over a whole block: no data, a ZERO entry. */
   if (lo == 0 && len == h->block_size &&
       (data == NULL || is_zero (data, len))) {
-    set_map_entry (chain, b, VDI_BLOCK_ZERO);
+    if (set_map_entry (chain, b, VDI_BLOCK_ZERO) == -1)
+      return -1;
     return PLACED;
   }
   /* Zeros over part of a block that reads as zeros already. */
@@ -629,7 +655,7 @@ write_block (struct vdi_chain *chain, uint32_t b, const void *data,
   case PLACE_IN_NEW_SLOT:
     r = fill_slot (chain, b, entry, slot, data, lo, len, below);
     pthread_mutex_lock (&chain->lock);
-    publish_slot (chain, b, slot, r == 0);
+    r = publish_slot (chain, b, slot, r == 0);
     pthread_mutex_unlock (&chain->lock);
     return r;
   default:
