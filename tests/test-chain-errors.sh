@@ -94,17 +94,29 @@ expect_fail cycle-three \
     -- "$d/Snapshots/a.vdi"
 
 #----------------------------------------------------------------------
-# A top image of 2 TiB in 128 MiB blocks (a 64 KiB map) over a parent
-# in 128 KiB blocks: the lookup table, an entry per 128 KiB, would
-# need 128 MiB for 2 MiB of files.  Refused at once, saying why.
+# A top image of 2 TiB in 128 MiB blocks, every one ZERO (a 64 KiB
+# map), over a parent in 128 KiB blocks: the lookup table, an entry
+# per 128 KiB everywhere, would need 128 MiB for 2 MiB of files.
+# Refused at once, saying why.
 d="$tmp/table"
 mk "$d/base.vdi" --size 1M --block-size 128K
 mkdir "$d/Snapshots"
 $MAKE_VDI --seed table-top --type diff --parent "$d/base.vdi" \
-          --size 2T --block-size 128M --blocks F "$d/Snapshots/top.vdi"
+          --size 2T --block-size 128M --blocks "$(printf 'Z%.0s' $(seq 16384))" \
+          "$d/Snapshots/top.vdi"
 expect_fail table-too-large \
-    "nbdkit: error: $d/Snapshots/top.vdi: the chain's lookup table would need 128 MiB (a 2 TiB disk in units of 128 KiB: block sizes 128 MiB in $d/Snapshots/top.vdi over 128 KiB in $d/base.vdi), more than the 18.0 MiB its images' block maps allow" \
+    "nbdkit: error: $d/Snapshots/top.vdi: the chain's lookup table would need 128 MiB (a 2 TiB disk in units of 128 KiB: block sizes 128 MiB in $d/Snapshots/top.vdi over 128 KiB in $d/base.vdi), more than the 18.1 MiB its images' block maps allow" \
     -- "$d/Snapshots/top.vdi"
+
+# The same top holding no block is big but sparse: its table is a
+# directory and a few pages, so it opens, and reads its parent.
+$MAKE_VDI --seed table-sparse --type diff --parent "$d/base.vdi" \
+          --size 2T --block-size 128M --blocks F "$d/Snapshots/sparse.vdi"
+nbdkit -U - "$VDI_PLUGIN" "$d/Snapshots/sparse.vdi" \
+       --run 'nbdinfo --size "$uri"
+              nbdsh -u "$uri" -c "sys.stdout.buffer.write (h.pread (1 << 20, 0))"' \
+       > "$tmp/sparse.out"
+cmp "$tmp/sparse.out" <(echo 2199023255552; cat "$d/base.vdi.raw")
 
 #----------------------------------------------------------------------
 # A differencing image whose parent UUID is null has no parent to
