@@ -162,15 +162,40 @@ struct model {
    */
   uint32_t unit;
   bool *unit_is_data;
+  /* Reads pass below_src, and sectors FREE all the way down read
+   * below_byte, so that they differ from zeros.
+   */
+  bool below;
 };
 
+/* What lies below a chain read with below_src: never zero. */
+static uint8_t
+below_byte (uint64_t offset)
+{
+  return (uint8_t) ((offset * 7) ^ (offset >> 9)) | 1;
+}
+
+static int
+below_pread (void *opaque, void *buf, uint32_t count, uint64_t offset)
+{
+  uint8_t *p = buf;
+  uint32_t i;
+
+  for (i = 0; i < count; ++i)
+    p[i] = below_byte (offset + i);
+  return 0;
+}
+
+static const struct vdi_below below_src = { below_pread, NULL };
+
 static void
-model_build (struct model *m, struct layer *layers, size_t n)
+model_build_over (struct model *m, struct layer *layers, size_t n,
+                  bool below)
 {
   uint64_t s;
-
   size_t i;
 
+  m->below = below;
   m->size = vdi_header_virtual_size (&layers[0].h);
   m->data = calloc (m->size + 1, 1);
   m->is_data = calloc (m->size / SECTOR + 1, sizeof *m->is_data);
@@ -204,7 +229,19 @@ model_build (struct model *m, struct layer *layers, size_t n)
       m->unit_is_data[o / m->unit] = true;
       break;
     }
+    if (i == n && below) {
+      uint32_t j;
+
+      for (j = 0; j < SECTOR; ++j)
+        m->data[o + j] = below_byte (o + j);
+    }
   }
+}
+
+static void
+model_build (struct model *m, struct layer *layers, size_t n)
+{
+  model_build_over (m, layers, n, false);
 }
 
 static void
@@ -261,7 +298,8 @@ check_read (struct vdi_chain *chain, const struct model *m,
   assert (buf != NULL);
   assert (offset + count <= m->size);
   memset (buf, 0xa5, count);
-  r = vdi_chain_pread (chain, buf, count, offset, NULL);
+  r = vdi_chain_pread (chain, buf, count, offset,
+                       m->below ? &below_src : NULL);
   ok = r == 0 && memcmp (buf, m->data + offset, count) == 0;
   if (!ok)
     fprintf (stderr, "pread [%" PRIu64 ", +%" PRIu32 "): r = %d, "
@@ -1642,6 +1680,199 @@ test_chain_parent_end_inside_unit (void)
   layer_free (&l[1]);
 }
 
+/* Set the block states from spec, "BLOCK:STATE ..." (STATE as in
+ * layer_set_pattern), every other block FREE.
+ */
+static void
+layer_set_sparse (struct layer *l, const char *spec)
+{
+  char *pattern = malloc (l->h.blocks + 1);
+  const char *p = spec;
+
+  assert (pattern != NULL);
+  memset (pattern, 'F', l->h.blocks);
+  pattern[l->h.blocks] = '\0';
+  while (*p) {
+    char *end;
+    unsigned long b = strtoul (p, &end, 10);
+
+    assert (*end == ':' && b < l->h.blocks);
+    pattern[b] = end[1];
+    for (p = end + 2; *p == ' '; ++p)
+      ;
+  }
+  layer_set_pattern (l, pattern);
+  free (pattern);
+}
+
+/* A map of 4099 entries (4 pages of 1024 and 3 entries) whose pages 1
+ * and 3 hold nothing: the entries at the edges of the others read
+ * back, slots are counted across pages (one leaks), and two entries
+ * pages apart naming one slot are found.  Then a map longer than the
+ * pieces it is read in.
+ */
+static void
+test_map_pages (void)
+{
+  struct layer l;
+  struct vdi_image *img;
+
+  layer_init (&l, 4099 * 128 * KiB, 128 * KiB, 1);
+  layer_set_sparse (&l, "1023:D 2048:D 3071:Z 4096:D 4098:Z");
+  layer_make_slots (&l, 4);
+  l.map[4096] = 3;              /* the slot it named leaks */
+  if (layer_write (&l)) {
+    img = vdi_image_open (l.path, 0);
+    CU_ASSERT_PTR_NOT_NULL_FATAL (img);
+    CU_ASSERT_EQUAL (vdi_image_map_entry (img, 1022), FREE);
+    CU_ASSERT_EQUAL (vdi_image_map_entry (img, 1023), l.map[1023]);
+    CU_ASSERT_EQUAL (vdi_image_map_entry (img, 1024), FREE);
+    CU_ASSERT_EQUAL (vdi_image_map_entry (img, 2047), FREE);
+    CU_ASSERT_EQUAL (vdi_image_map_entry (img, 2048), l.map[2048]);
+    CU_ASSERT_EQUAL (vdi_image_map_entry (img, 3071), ZERO);
+    CU_ASSERT_EQUAL (vdi_image_map_entry (img, 4096), 3);
+    CU_ASSERT_EQUAL (vdi_image_map_entry (img, 4097), FREE);
+    CU_ASSERT_EQUAL (vdi_image_map_entry (img, 4098), ZERO);
+    CU_ASSERT_EQUAL (vdi_image_leaked_slots (img), 1);
+    CU_ASSERT_EQUAL (vdi_image_check (img), 0);
+    ASSERT_NO_ERROR ();
+    vdi_image_close (img);
+  }
+
+  l.map[4096] = l.map[2048];
+  if (layer_write (&l)) {
+    char want[64];
+
+    snprintf (want, sizeof want, "entries 2048 and 4096 both point to slot %"
+              PRIu32, l.map[2048]);
+    EXPECT_OPEN_ERROR (l.path, 0, want);
+  }
+  layer_free (&l);
+
+  /* The map is read 1 MiB (262144 entries) at a time: entries on
+   * either side of that edge, and the last one.
+   */
+  layer_init (&l, (262144 + 1030) * (uint64_t) 128 * KiB, 128 * KiB, 1);
+  layer_set_sparse (&l, "262143:D 262144:Z 262145:D 263173:D");
+  if (layer_write (&l)) {
+    img = vdi_image_open (l.path, 0);
+    CU_ASSERT_PTR_NOT_NULL_FATAL (img);
+    CU_ASSERT_EQUAL (vdi_image_map_entry (img, 262142), FREE);
+    CU_ASSERT_EQUAL (vdi_image_map_entry (img, 262143), l.map[262143]);
+    CU_ASSERT_EQUAL (vdi_image_map_entry (img, 262144), ZERO);
+    CU_ASSERT_EQUAL (vdi_image_map_entry (img, 262145), l.map[262145]);
+    CU_ASSERT_EQUAL (vdi_image_map_entry (img, 263173), l.map[263173]);
+    CU_ASSERT_EQUAL (vdi_image_leaked_slots (img), 0);
+    vdi_image_close (img);
+  }
+  layer_free (&l);
+}
+
+/* Reads and extents over the units around offset o. */
+static void
+check_around (struct vdi_chain *chain, const struct model *m, uint64_t o)
+{
+  const uint64_t lo = o > 3 * m->unit ? o - 3 * m->unit : 0;
+  const uint64_t hi = o + 3 * m->unit < m->size ? o + 3 * m->unit : m->size;
+
+  CHECK_READ (chain, m, lo, hi - lo);
+  if (o > 0 && o < m->size)
+    CHECK_READ (chain, m, o - 1, 2);
+  CHECK_EXTENTS (chain, m, lo, hi - lo);
+}
+
+/* Chains at the edges of the pages that block maps (1024 entries) and
+ * the lookup table (512 units, here of 128 KiB: P0 is [0, 512), P4
+ * [2048, 2560) and so on) are kept in, in units:
+ *
+ *   top     128 KiB blocks, 4099 of them (4 map pages and 3 entries):
+ *           data or ZERO at the first and last entries of map and
+ *           table pages and at the very last; nothing in [2048, 4096)
+ *   middle  256 KiB blocks, ending inside P6 (3200), where nothing has
+ *           a block, or at P5's start (2560); blocks at table page
+ *           edges and at the last entry of its first map page (P3's
+ *           end)
+ *   base    1 MiB blocks, ending at P7's start (3584), with blocks at
+ *           P0's end, P1's start, P3's end, P5's start, and past the
+ *           middle's end
+ *
+ * So P4 reads what lies below (nothing holds a block there), the pages
+ * past the middle's end read zeros, both without entries of their own,
+ * and every other page is resolved unit by unit.  The chain is read
+ * with something below it, so that units FREE all the way down differ
+ * from zeros.  The top hidden (vdi_chain_hide_top), the chain is
+ * resolved again, to its parents.
+ */
+static void
+test_chain_page_edges (void)
+{
+  static const uint64_t middle_units[] = { 3200, 2560 };
+  const uint64_t unit = 128 * KiB, page = 512 * unit;
+  unsigned round;
+
+  for (round = 0; round < 2; ++round) {
+    const uint64_t middle_end = middle_units[round] * unit;
+    struct layer l[3], empty[3];
+    struct model m, hidden;
+    struct vdi_chain *chain;
+    uint64_t o;
+    unsigned n;
+
+    layer_init (&l[2], 3584 * unit, 1 * MiB, 80);
+    layer_set_sparse (&l[2], "63:D 64:D 191:Z 255:D 320:D 447:D");
+    layer_init (&l[1], middle_end, 256 * KiB, 40);
+    layer_link (&l[1], &l[2]);
+    layer_set_sparse (&l[1], round == 0
+                      ? "255:D 256:D 767:Z 1023:D 1280:D 1281:D"
+                      : "255:D 256:D 767:Z 1023:D");
+    layer_init (&l[0], 4099 * unit, 128 * KiB, 1);
+    layer_link (&l[0], &l[1]);
+    layer_set_sparse (&l[0], "0:D 511:D 512:Z 1023:D 1024:D 1535:Z "
+                      "1536:D 2047:D 4096:Z 4098:D");
+    model_build_over (&m, l, 3, true);
+    /* The top as vdi_chain_hide_top shows it: every block FREE. */
+    layer_init (&empty[0], 4099 * unit, 128 * KiB, 1);
+    empty[1] = l[1];
+    empty[2] = l[2];
+    model_build_over (&hidden, empty, 3, true);
+
+    chain = open_chain (l, 3);
+    ASSERT_NO_ERROR ();
+    if (chain) {
+      for (o = page; o < m.size; o += page)
+        check_around (chain, &m, o);
+      check_around (chain, &m, middle_end);
+      check_around (chain, &m, 3584 * unit);
+      check_around (chain, &m, m.size);
+      /* Over a whole shared page of zeros, and into the next. */
+      CHECK_READ (chain, &m, 6 * page - unit / 2, page + unit);
+      check_all_extents (chain, &m, unit, 20);
+      for (n = 0; n < 50; ++n) {
+        uint64_t offset = test_random_below (m.size);
+        uint64_t len = m.size - offset < 3 * MiB ? m.size - offset : 3 * MiB;
+
+        len = 1 + test_random_below (len);
+        CHECK_READ (chain, &m, offset, len);
+      }
+
+      CU_ASSERT_EQUAL (vdi_chain_hide_top (chain), 0);
+      for (o = page; o < hidden.size; o += page)
+        check_around (chain, &hidden, o);
+      check_around (chain, &hidden, middle_end);
+      check_around (chain, &hidden, hidden.size);
+      check_all_extents (chain, &hidden, unit, 20);
+      vdi_chain_free (chain);
+    }
+    ASSERT_NO_ERROR ();
+    model_free (&m);
+    model_free (&hidden);
+    layer_free (&empty[0]);
+    layer_free (&l[0]);
+    layer_free (&l[1]);
+    layer_free (&l[2]);
+  }
+}
+
 int
 main (void)
 {
@@ -1671,6 +1902,7 @@ main (void)
   ADD_TEST (s, test_leaked_slots_after_crash);
   ADD_TEST (s, test_leaked_slots_all);
   ADD_TEST (s, test_check_file_shorter_than_counter);
+  ADD_TEST (s, test_map_pages);
 
   ADD_TEST (s, test_chain_dynamic_random);
   ADD_TEST (s, test_chain_fixed);
@@ -1691,5 +1923,6 @@ main (void)
   ADD_TEST (s, test_chain_zero_stops);
   ADD_TEST (s, test_chain_parent_smaller);
   ADD_TEST (s, test_chain_parent_end_inside_unit);
+  ADD_TEST (s, test_chain_page_edges);
   return test_run ();
 }

@@ -921,6 +921,151 @@ test_large_block_memory (void)
   disk_free (&d);
 }
 
+/* The blocks that test_page_edges writes: at the first and last
+ * entries of the pages that the map (1024 entries) and the lookup
+ * table (512 units, a block each here) are kept in, and the last
+ * block.  Even ones get 3000 bytes of 0x10 + their index from byte
+ * 1000 on (the rest copied up from below), odd ones are zeroed.
+ */
+static const uint32_t edge_blocks[] = {
+  0, 511, 512, 1023, 1024, 1535, 2047, 2048, 3076
+};
+#define NR_EDGE_BLOCKS (sizeof edge_blocks / sizeof edge_blocks[0])
+
+/* What byte offset of that disk reads. */
+static uint8_t
+edge_byte (uint64_t offset)
+{
+  const uint32_t b = offset / BS, pos = offset % BS;
+  size_t i;
+
+  for (i = 0; i < NR_EDGE_BLOCKS; ++i)
+    if (edge_blocks[i] == b) {
+      if (i % 2 == 1)
+        return 0;
+      if (pos >= 1000 && pos < 4000)
+        return 0x10 + i;
+    }
+  return below_byte (offset);
+}
+
+/* [offset, offset + len) of the chain reads as edge_byte says. */
+static bool
+edge_read_ok (struct vdi_chain *chain, uint64_t offset, uint32_t len)
+{
+  uint8_t *buf = malloc (len);
+  uint32_t i;
+  bool ok;
+
+  assert (buf != NULL);
+  ok = vdi_chain_pread (chain, buf, len, offset, &below) == 0;
+  for (i = 0; ok && i < len; ++i)
+    if (buf[i] != edge_byte (offset + i)) {
+      fprintf (stderr, "byte %" PRIu64 " is 0x%02x, want 0x%02x\n",
+               offset + i, buf[i], edge_byte (offset + i));
+      ok = false;
+    }
+  free (buf);
+  return ok;
+}
+
+static int
+check_edge_extent (void *opaque, uint64_t offset, uint64_t length,
+                   enum vdi_extent_type type)
+{
+  uint64_t *next = opaque;
+  uint64_t o;
+
+  CU_ASSERT_EQUAL (offset, *next);
+  for (o = offset; o < offset + length; o += BS) {
+    enum vdi_extent_type want = VDI_EXTENT_BELOW;
+    size_t i;
+
+    for (i = 0; i < NR_EDGE_BLOCKS; ++i)
+      if (edge_blocks[i] == o / BS)
+        want = i % 2 ? VDI_EXTENT_ZERO : VDI_EXTENT_DATA;
+    CU_ASSERT_EQUAL (type, want);
+  }
+  *next = offset + length;
+  return 0;
+}
+
+/* Around every block written, a read across a whole page of blocks
+ * that hold nothing, and the extents of the whole disk.
+ */
+static void
+check_edges (struct vdi_chain *chain, uint64_t size)
+{
+  uint64_t next = 0;
+  size_t i;
+
+  for (i = 0; i < NR_EDGE_BLOCKS; ++i) {
+    const uint64_t b = edge_blocks[i];
+    const uint64_t lo = b > 0 ? (b - 1) * BS : 0;
+    const uint64_t hi = (b + 2) * BS < size ? (b + 2) * BS : size;
+
+    CU_ASSERT_TRUE (edge_read_ok (chain, lo, hi - lo));
+  }
+  CU_ASSERT_TRUE (edge_read_ok (chain, 2560 * BS - 7, 514 * BS));
+  CU_ASSERT_EQUAL (vdi_chain_extents (chain, 0, size, false,
+                                      check_edge_extent, &next), 0);
+  CU_ASSERT_EQUAL (next, size);
+}
+
+/* A layer of 3077 blocks (a multiple of neither page) with nothing
+ * allocated: every page of its map and of its table is shared.
+ * Writes at the edges of those pages give them pages of their own;
+ * the blocks around them still read what lies below, before and after
+ * a flush and once opened again, and the map entries reach the file.
+ */
+static void
+test_page_edges (void)
+{
+  const uint64_t size = 3077 * (uint64_t) BS;
+  char *path = make_image (size, VDI_TYPE_DIFF, 21, NULL);
+  struct vdi_image *img;
+  struct vdi_chain *chain;
+  uint8_t buf[3000];
+  uint32_t slot = 0;
+  size_t i;
+
+  CU_ASSERT_PTR_NOT_NULL_FATAL (path);
+  img = vdi_image_open (path, VDI_OPEN_WRITE);
+  CU_ASSERT_PTR_NOT_NULL_FATAL (img);
+  chain = vdi_layer_new (img);
+  CU_ASSERT_PTR_NOT_NULL_FATAL (chain);
+  for (i = 0; i < NR_EDGE_BLOCKS; ++i) {
+    const uint64_t start = edge_blocks[i] * (uint64_t) BS;
+
+    memset (buf, 0x10 + i, sizeof buf);
+    if (i % 2 == 0) {
+      CU_ASSERT_EQUAL (vdi_chain_pwrite (chain, buf, sizeof buf, start + 1000,
+                                         0, &below), 0);
+    }
+    else {
+      CU_ASSERT_EQUAL (vdi_chain_zero (chain, BS, start, 0, &below), 0);
+    }
+  }
+  check_edges (chain, size);
+  CU_ASSERT_EQUAL (vdi_chain_flush (chain), 0);
+  for (i = 0; i < NR_EDGE_BLOCKS; ++i)
+    CU_ASSERT_EQUAL (file_map_entry (path, edge_blocks[i]),
+                     i % 2 ? ZERO : slot++);
+  CU_ASSERT_EQUAL (file_map_entry (path, 513), FREE);
+  CU_ASSERT_EQUAL (file_map_entry (path, 3075), FREE);
+  check_edges (chain, size);
+  vdi_chain_free (chain);
+
+  img = vdi_image_open (path, 0);
+  CU_ASSERT_PTR_NOT_NULL_FATAL (img);
+  CU_ASSERT_EQUAL (vdi_image_check (img), 0);
+  chain = vdi_layer_new (img);
+  CU_ASSERT_PTR_NOT_NULL_FATAL (chain);
+  check_edges (chain, size);
+  vdi_chain_free (chain);
+  ASSERT_NO_ERROR ();
+}
+
 int
 main (void)
 {
@@ -939,5 +1084,6 @@ main (void)
   ADD_TEST (s, test_failed_allocations);
   ADD_TEST (s, test_failed_allocation_in_parallel);
   ADD_TEST (s, test_large_block_memory);
+  ADD_TEST (s, test_page_edges);
   return test_run ();
 }

@@ -138,7 +138,7 @@ check_map_entry (const struct vdi_image *img, uint32_t i, uint32_t slot,
   if (bit_is_set (used, slot)) {
     uint32_t first = vdi_image_next_not_free (img, 0);
 
-    while (vdi_image_map_entry (img, first) != slot)
+    while (first < i && vdi_image_map_entry (img, first) != slot)
       first = vdi_image_next_not_free (img, first + 1);
     vdi_error ("%s: corrupt block map: entries %" PRIu32 " and %" PRIu32
                " both point to slot %" PRIu32,
