@@ -404,3 +404,19 @@ test_run (void)
   test_tmp_cleanup ();
   return failures > 0 || err != CUE_SUCCESS ? EXIT_FAILURE : EXIT_SUCCESS;
 }
+
+uint64_t
+test_vm_size (void)
+{
+  FILE *fp = fopen ("/proc/self/status", "r");
+  char line[256];
+  uint64_t kib = 0;
+
+  assert (fp != NULL);
+  while (fgets (line, sizeof line, fp))
+    if (sscanf (line, "VmSize: %" SCNu64, &kib) == 1)
+      break;
+  fclose (fp);
+  assert (kib > 0);
+  return kib * 1024;
+}

@@ -112,6 +112,11 @@ extern void test_put_le32 (uint8_t *buf, size_t offset, uint32_t v)
 extern void test_put_le64 (uint8_t *buf, size_t offset, uint64_t v)
   __attribute__ ((__nonnull__ (1)));
 
+/* The virtual memory of this process, from /proc/self/status: to
+ * set an address space limit a little above it.
+ */
+extern uint64_t test_vm_size (void);
+
 /* A small reproducible random generator (xorshift64*).  The seed
  * comes from $TEST_SEED when set, and is printed by test_init.
  */

@@ -858,23 +858,6 @@ test_failed_allocation_in_parallel (void)
   disk_free (&d);
 }
 
-/* The virtual memory of this process, from /proc/self/status. */
-static uint64_t
-vm_size (void)
-{
-  FILE *fp = fopen ("/proc/self/status", "r");
-  char line[256];
-  uint64_t kib = 0;
-
-  assert (fp != NULL);
-  while (fgets (line, sizeof line, fp))
-    if (sscanf (line, "VmSize: %" SCNu64, &kib) == 1)
-      break;
-  fclose (fp);
-  assert (kib > 0);
-  return kib * 1024;
-}
-
 /* Allocating a block of 128 MiB takes a small fixed amount of memory,
  * not a buffer of the block's size: partial writes (one across the
  * edge of the pieces the slot is filled in) and zeroing into a layer
@@ -906,7 +889,7 @@ test_large_block_memory (void)
 
   assert (getrlimit (RLIMIT_AS, &old) == 0);
   limit = old;
-  limit.rlim_cur = vm_size () + 64 * KiB * KiB;
+  limit.rlim_cur = test_vm_size () + 64 * KiB * KiB;
   assert (setrlimit (RLIMIT_AS, &limit) == 0);
   CU_ASSERT_EQUAL (vdi_chain_pwrite (d.chain, buf, sizeof buf,
                                      KiB * KiB - 1000, 0, &below), 0);
