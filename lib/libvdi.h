@@ -158,10 +158,12 @@ struct vdi_image;
 
 /* Open, read and validate the header and (unless
  * VDI_OPEN_HEADER_ONLY) load and validate the block map.  The file is
- * locked (an OFD lock on the whole file): shared when read-only,
- * exclusive with VDI_OPEN_WRITE or VDI_OPEN_EXCLUSIVE, so that a
- * second writer fails with "image is in use".  VDI_OPEN_WRITE fails
- * on version 0 images, which are only read.
+ * locked with QEMU's lock bytes (OFD locks): as a reader when
+ * read-only, which other readers share, and as the writer with
+ * VDI_OPEN_WRITE or VDI_OPEN_EXCLUSIVE, which nobody shares but
+ * QEMU's force-share (-U) readers, so that a second user fails with
+ * "image is in use".  VDI_OPEN_WRITE fails on version 0 images, which
+ * are only read.
  */
 extern struct vdi_image *vdi_image_open (const char *filename,
                                          unsigned flags)
@@ -176,9 +178,9 @@ extern int vdi_image_fd (const struct vdi_image *img)
   __attribute__ ((__nonnull__ (1)));
 extern bool vdi_image_is_writable (const struct vdi_image *img)
   __attribute__ ((__nonnull__ (1)));
-/* Reopen an image opened read-only for writing, trading its shared
- * lock for the exclusive one ("image is in use" if another process
- * has the image open).
+/* Reopen an image opened read-only for writing, trading its reader's
+ * lock for the writer's ("image is in use" if another process has
+ * the image open).
  */
 extern int vdi_image_make_writable (struct vdi_image *img)
   __attribute__ ((__nonnull__ (1)));

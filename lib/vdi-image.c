@@ -227,26 +227,109 @@ load_map (struct vdi_image *img)
   return 0;
 }
 
-/* Take (or, with F_UNLCK, drop) an advisory lock on the whole file:
- * F_RDLCK for readers, F_WRLCK for the writer.  OFD locks belong to
- * the open file, so two opens in one process conflict as two
- * processes do.
+/* Image locks are QEMU's (block/file-posix.c), so that each project
+ * sees the other's users.  Lock byte LOCK_PERM_BASE + N says "I hold
+ * permission N", LOCK_SHARED_BASE + N "I let nobody else have
+ * permission N".  Every user takes a shared lock on its bytes, then
+ * looks for the bytes of the other kind held by another open file.
+ * OFD locks belong to the open file, so two opens in one process
+ * conflict as two processes do, and closing the file drops them.
+ */
+#define LOCK_PERM_BASE       100
+#define LOCK_SHARED_BASE     200
+#define NR_PERMS             4
+#define PERM_CONSISTENT_READ (1u << 0)
+#define PERM_WRITE           (1u << 1)
+#define PERM_RESIZE          (1u << 3)
+
+/* As QEMU's users of an image format: a reader holds consistent-read,
+ * the writer write and resize too, and neither lets others write or
+ * resize.  So readers of both projects coexist, a writer has the
+ * image alone, and only QEMU's force-share (-U) reads beside it.
+ */
+#define READER_PERMS   PERM_CONSISTENT_READ
+#define WRITER_PERMS   (PERM_CONSISTENT_READ | PERM_WRITE | PERM_RESIZE)
+#define UNSHARED_PERMS (PERM_WRITE | PERM_RESIZE)
+
+/* Take (F_RDLCK) or drop (F_UNLCK) lock byte base + N for each
+ * permission N in perms.
  */
 static int
-set_lock (const struct vdi_image *img, int fd, short type)
+set_lock_bytes (const struct vdi_image *img, int fd, off_t base,
+                unsigned perms, short type)
 {
-  struct flock fl = { .l_type = type, .l_whence = SEEK_SET };
+  unsigned n;
 
-  if (fcntl (fd, F_OFD_SETLK, &fl) == -1) {
-    if (errno == EAGAIN || errno == EACCES)
-      vdi_error ("%s: image is in use: another process %s",
-                 img->filename,
-                 type == F_WRLCK ? "has opened it" : "has it open for writing");
-    else
+  for (n = 0; n < NR_PERMS; ++n) {
+    struct flock fl = {
+      .l_type = type, .l_whence = SEEK_SET, .l_start = base + n, .l_len = 1
+    };
+
+    if ((perms & (1u << n)) && fcntl (fd, F_OFD_SETLK, &fl) == -1) {
       vdi_error ("%s: lock: %m", img->filename);
-    return -1;
+      return -1;
+    }
   }
   return 0;
+}
+
+/* Take or drop the lock bytes of a user holding perms.  Nobody locks
+ * them exclusively, so taking them succeeds beside any user:
+ * check_locks finds the conflicts.
+ */
+static int
+set_locks (const struct vdi_image *img, int fd, unsigned perms, short type)
+{
+  if (set_lock_bytes (img, fd, LOCK_PERM_BASE, perms, type) == -1 ||
+      set_lock_bytes (img, fd, LOCK_SHARED_BASE, UNSHARED_PERMS, type) == -1)
+    return -1;
+  return 0;
+}
+
+/* 1 if another open file holds lock byte base + N for a permission N
+ * in perms, 0 if none does.
+ */
+static int
+lock_bytes_held (const struct vdi_image *img, int fd, off_t base,
+                 unsigned perms)
+{
+  unsigned n;
+
+  for (n = 0; n < NR_PERMS; ++n) {
+    struct flock fl = {
+      .l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = base + n,
+      .l_len = 1
+    };
+
+    if (!(perms & (1u << n)))
+      continue;
+    if (fcntl (fd, F_OFD_GETLK, &fl) == -1) {
+      vdi_error ("%s: lock: %m", img->filename);
+      return -1;
+    }
+    if (fl.l_type != F_UNLCK)
+      return 1;
+  }
+  return 0;
+}
+
+/* Once fd holds the lock bytes of a user holding perms: nobody else
+ * may refuse a permission it holds, nor hold one that it refuses.
+ * Checking after taking them, as QEMU does, means that of two users
+ * starting at once at least one sees the other.
+ */
+static int
+check_locks (const struct vdi_image *img, int fd, unsigned perms)
+{
+  int r;
+
+  r = lock_bytes_held (img, fd, LOCK_SHARED_BASE, perms);
+  if (r == 0)
+    r = lock_bytes_held (img, fd, LOCK_PERM_BASE, UNSHARED_PERMS);
+  if (r == 1)
+    vdi_error ("%s: image is in use: another process %s", img->filename,
+               perms & PERM_WRITE ? "has opened it" : "has it open for writing");
+  return r == 0 ? 0 : -1;
 }
 
 /* How many map entries name a slot.  vdi_image_open has checked that
@@ -296,9 +379,9 @@ check_writable (const struct vdi_image *img)
   return 0;
 }
 
-/* Trade the shared lock for the exclusive one, which needs the file
- * open for writing.  The fd number stays the same (dup2 swaps the
- * file behind it atomically), so reads in flight are not disturbed.
+/* Trade the reader's locks for the writer's, on the file reopened
+ * for writing.  The fd number stays the same (dup2 swaps the file
+ * behind it atomically), so reads in flight are not disturbed.
  */
 int
 vdi_image_lock_exclusive (struct vdi_image *img)
@@ -310,12 +393,14 @@ vdi_image_lock_exclusive (struct vdi_image *img)
   fd = vdi_open_regular (img->filename, O_RDWR, "VDI images");
   if (fd == -1)
     return -1;
-  if (set_lock (img, img->fd, F_UNLCK) == -1)
+  /* The writer's bytes go on before the reader's come off, so that
+   * the image is never left unlocked.
+   */
+  if (set_locks (img, fd, WRITER_PERMS, F_RDLCK) == -1 ||
+      set_locks (img, img->fd, READER_PERMS, F_UNLCK) == -1)
     goto err;
-  if (set_lock (img, fd, F_WRLCK) == -1) {
-    set_lock (img, img->fd, F_RDLCK);
+  if (check_locks (img, fd, WRITER_PERMS) == -1)
     goto err;
-  }
   if (dup2 (fd, img->fd) == -1) {
     vdi_error ("%s: dup2: %m", img->filename);
     goto err;
@@ -325,6 +410,10 @@ vdi_image_lock_exclusive (struct vdi_image *img)
   return 0;
 
  err:
+  /* Back to the reader's bytes (taking one held again is harmless);
+   * closing fd drops the writer's.
+   */
+  set_locks (img, img->fd, READER_PERMS, F_RDLCK);
   close (fd);
   return -1;
 }
@@ -366,9 +455,14 @@ vdi_image_open (const char *filename, unsigned flags)
                              "VDI images");
   if (img->fd == -1)
     goto err;
-  if (!(flags & VDI_OPEN_HEADER_ONLY) &&
-      set_lock (img, img->fd, img->exclusive ? F_WRLCK : F_RDLCK) == -1)
-    goto err;
+  if (!(flags & VDI_OPEN_HEADER_ONLY)) {
+    const unsigned perms = img->exclusive ? WRITER_PERMS : READER_PERMS;
+
+    /* On a conflict, closing the file drops the bytes taken. */
+    if (set_locks (img, img->fd, perms, F_RDLCK) == -1 ||
+        check_locks (img, img->fd, perms) == -1)
+      goto err;
+  }
   size = lseek (img->fd, 0, SEEK_END);
   if (size == -1) {
     vdi_error ("%s: lseek: %m", filename);
