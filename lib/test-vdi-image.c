@@ -25,6 +25,7 @@
 #include <limits.h>
 #include <string.h>
 #include <assert.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <CUnit/Basic.h>
@@ -969,6 +970,231 @@ test_open_header_only_validates (void)
   layer_free (&l);
 }
 
+/* Locks: QEMU's lock bytes (block/file-posix.c).  Byte 100 + N is
+ * held by a user that has permission N, byte 200 + N by one that
+ * lets nobody else have it; N is 0 for consistent read, 1 for write,
+ * 3 for resize.
+ */
+
+#define QEMU_READ   (1u << 0)
+#define QEMU_WRITE  (1u << 1)
+#define QEMU_RESIZE (1u << 3)
+#define QEMU_ALL_PERMS 4
+
+/* The lock bytes below 256 that some open file holds, as QEMU tests
+ * them (F_OFD_GETLK for an exclusive lock, from a file of its own),
+ * in buf: e.g. "100 201 203".
+ */
+static const char *
+held_lock_bytes (const char *path, char buf[static 4 * 256])
+{
+  int fd = open (path, O_RDONLY | O_CLOEXEC);
+  size_t used = 0;
+  off_t byte;
+
+  assert (fd >= 0);
+  buf[0] = '\0';
+  for (byte = 0; byte < 256; ++byte) {
+    struct flock fl = {
+      .l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = byte, .l_len = 1
+    };
+
+    assert (fcntl (fd, F_OFD_GETLK, &fl) == 0);
+    if (fl.l_type != F_UNLCK)
+      used += sprintf (buf + used, "%s%d", used ? " " : "", (int) byte);
+  }
+  close (fd);
+  return buf;
+}
+
+/* Whether another open file than fd holds lock byte base + N for a
+ * permission N in perms.
+ */
+static bool
+qemu_conflict (int fd, off_t base, unsigned perms)
+{
+  unsigned n;
+
+  for (n = 0; n < QEMU_ALL_PERMS; ++n) {
+    struct flock fl = {
+      .l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = base + n,
+      .l_len = 1
+    };
+
+    if (!(perms & (1u << n)))
+      continue;
+    assert (fcntl (fd, F_OFD_GETLK, &fl) == 0);
+    if (fl.l_type != F_UNLCK)
+      return true;
+  }
+  return false;
+}
+
+/* Open path as QEMU does for a user holding the permissions perms and
+ * sharing none of unshared: shared locks on its bytes, then a check
+ * that nobody refuses what it holds nor holds what it refuses.  The
+ * file, or -1 on a conflict.
+ */
+static int
+qemu_open (const char *path, unsigned perms, unsigned unshared)
+{
+  int fd = open (path, O_RDONLY | O_CLOEXEC);
+  bool locked = true;
+  unsigned n;
+
+  assert (fd >= 0);
+  for (n = 0; n < QEMU_ALL_PERMS; ++n) {
+    struct flock fl = {
+      .l_type = F_RDLCK, .l_whence = SEEK_SET, .l_len = 1
+    };
+
+    fl.l_start = 100 + n;
+    if (perms & (1u << n))
+      locked &= fcntl (fd, F_OFD_SETLK, &fl) == 0;
+    fl.l_start = 200 + n;
+    if (unshared & (1u << n))
+      locked &= fcntl (fd, F_OFD_SETLK, &fl) == 0;
+  }
+  /* Only an exclusive lock on a byte refuses the shared one. */
+  if (!locked ||
+      qemu_conflict (fd, 200, perms) || qemu_conflict (fd, 100, unshared)) {
+    close (fd);
+    return -1;
+  }
+  return fd;
+}
+
+/* qemu-img info, qemu-nbd -r; qemu-nbd, qemu-img commit; and -U. */
+#define QEMU_OPEN_READER(path) \
+  qemu_open ((path), QEMU_READ, QEMU_WRITE | QEMU_RESIZE)
+#define QEMU_OPEN_WRITER(path) \
+  qemu_open ((path), QEMU_READ | QEMU_WRITE | QEMU_RESIZE, \
+             QEMU_WRITE | QEMU_RESIZE)
+#define QEMU_OPEN_FORCE_SHARE(path) qemu_open ((path), QEMU_READ, 0)
+
+static const char in_use_open[] =
+  "image is in use: another process has opened it";
+static const char in_use_writing[] =
+  "image is in use: another process has it open for writing";
+
+/* Readers hold the bytes of QEMU's readers and share the image with
+ * each other and with QEMU's readers, in either order; a writer (of
+ * either project, or VDI_OPEN_EXCLUSIVE) is refused beside them, and
+ * a refused open or reopen leaves the locks as they were.
+ */
+static void
+test_lock_readers_share (void)
+{
+  struct layer l;
+  struct vdi_image *a, *b;
+  char held[4 * 256];
+  int q;
+
+  layer_init (&l, 4 * MiB, 1 * MiB, 1);
+  if (!layer_write (&l))
+    goto out;
+
+  a = vdi_image_open (l.path, 0);
+  b = vdi_image_open (l.path, 0);
+  CU_ASSERT_PTR_NOT_NULL_FATAL (a);
+  CU_ASSERT_PTR_NOT_NULL_FATAL (b);
+  CU_ASSERT_STRING_EQUAL (held_lock_bytes (l.path, held), "100 201 203");
+  q = QEMU_OPEN_READER (l.path);
+  CU_ASSERT_TRUE (q >= 0);
+  CU_ASSERT_EQUAL (QEMU_OPEN_WRITER (l.path), -1);
+  EXPECT_OPEN_ERROR (l.path, VDI_OPEN_WRITE, in_use_open);
+  EXPECT_OPEN_ERROR (l.path, VDI_OPEN_EXCLUSIVE, in_use_open);
+  CU_ASSERT_STRING_EQUAL (held_lock_bytes (l.path, held), "100 201 203");
+  if (q >= 0)
+    close (q);
+
+  /* Another reader of ours: a refused reopen keeps the reader's locks,
+   * and succeeds once a is alone.
+   */
+  test_log_reset ();
+  CU_ASSERT_EQUAL (vdi_image_make_writable (a), -1);
+  ASSERT_ONE_ERROR (l.path, in_use_open);
+  CU_ASSERT_FALSE (vdi_image_is_writable (a));
+  vdi_image_close (b);
+  CU_ASSERT_STRING_EQUAL (held_lock_bytes (l.path, held), "100 201 203");
+  test_log_reset ();
+  CU_ASSERT_EQUAL (vdi_image_make_writable (a), 0);
+  ASSERT_NO_ERROR ();
+  CU_ASSERT_STRING_EQUAL (held_lock_bytes (l.path, held),
+                          "100 101 103 201 203");
+  vdi_image_close (a);
+  CU_ASSERT_STRING_EQUAL (held_lock_bytes (l.path, held), "");
+
+  /* QEMU's reader first. */
+  q = QEMU_OPEN_READER (l.path);
+  CU_ASSERT_TRUE_FATAL (q >= 0);
+  test_log_reset ();
+  a = vdi_image_open (l.path, 0);
+  CU_ASSERT_PTR_NOT_NULL (a);
+  ASSERT_NO_ERROR ();
+  vdi_image_close (a);
+  EXPECT_OPEN_ERROR (l.path, VDI_OPEN_WRITE, in_use_open);
+  CU_ASSERT_STRING_EQUAL (held_lock_bytes (l.path, held), "100 201 203");
+  close (q);
+ out:
+  layer_free (&l);
+}
+
+/* A writer holds the bytes of QEMU's writer and has the image alone,
+ * but for QEMU's force-share readers: in either order against QEMU's
+ * readers and writers.
+ */
+static void
+test_lock_writer_alone (void)
+{
+  struct layer l;
+  struct vdi_image *w;
+  char held[4 * 256];
+  int q;
+
+  layer_init (&l, 4 * MiB, 1 * MiB, 1);
+  if (!layer_write (&l))
+    goto out;
+
+  test_log_reset ();
+  w = vdi_image_open (l.path, VDI_OPEN_WRITE);
+  CU_ASSERT_PTR_NOT_NULL_FATAL (w);
+  ASSERT_NO_ERROR ();
+  CU_ASSERT_STRING_EQUAL (held_lock_bytes (l.path, held),
+                          "100 101 103 201 203");
+  CU_ASSERT_EQUAL (QEMU_OPEN_READER (l.path), -1);
+  CU_ASSERT_EQUAL (QEMU_OPEN_WRITER (l.path), -1);
+  q = QEMU_OPEN_FORCE_SHARE (l.path);
+  CU_ASSERT_TRUE (q >= 0);
+  if (q >= 0)
+    close (q);
+  EXPECT_OPEN_ERROR (l.path, 0, in_use_writing);
+  EXPECT_OPEN_ERROR (l.path, VDI_OPEN_WRITE, in_use_open);
+  vdi_image_close (w);
+
+  /* QEMU's writer first. */
+  q = QEMU_OPEN_WRITER (l.path);
+  CU_ASSERT_TRUE_FATAL (q >= 0);
+  EXPECT_OPEN_ERROR (l.path, 0, in_use_writing);
+  EXPECT_OPEN_ERROR (l.path, VDI_OPEN_WRITE, in_use_open);
+  EXPECT_OPEN_ERROR (l.path, VDI_OPEN_EXCLUSIVE, in_use_open);
+  CU_ASSERT_STRING_EQUAL (held_lock_bytes (l.path, held),
+                          "100 101 103 201 203");
+  close (q);
+
+  /* QEMU's force-share reader first. */
+  q = QEMU_OPEN_FORCE_SHARE (l.path);
+  CU_ASSERT_TRUE_FATAL (q >= 0);
+  test_log_reset ();
+  w = vdi_image_open (l.path, VDI_OPEN_WRITE);
+  CU_ASSERT_PTR_NOT_NULL (w);
+  ASSERT_NO_ERROR ();
+  vdi_image_close (w);
+  close (q);
+ out:
+  layer_free (&l);
+}
+
 /* The structural check and leaked slots. */
 
 /* Write l (and free it): the image must open cleanly with this many
@@ -1897,6 +2123,8 @@ main (void)
   ADD_TEST (s, test_map_slot_ends_at_eof);
   ADD_TEST (s, test_open_header_only);
   ADD_TEST (s, test_open_header_only_validates);
+  ADD_TEST (s, test_lock_readers_share);
+  ADD_TEST (s, test_lock_writer_alone);
 
   ADD_TEST (s, test_leaked_slots_none);
   ADD_TEST (s, test_leaked_slots_after_crash);
