@@ -3,9 +3,11 @@
 # Copyright the nbdkit-vdi authors
 # SPDX-License-Identifier: BSD-3-Clause
 
-# No two writers share an image (OFD locks: shared for readers,
-# exclusive for the writer), and the refused side says "image is in
-# use".
+# No two writers share an image, and the refused side says "image is
+# in use".  The locks are QEMU's lock bytes (OFD locks): readers hold
+# consistent-read and refuse to share write and resize, the writer
+# holds all three and refuses the same, so each project sees the
+# other's users.
 #   The vdi plugin takes the exclusive lock at start unless it will
 #   never write (nbdkit -r, readonly=true, the vdidiff or cow filter):
 #   - while one writable server serves an image, even before it has
@@ -17,7 +19,11 @@
 #     filter beside them starts and writes to its overlay;
 #   - a writable server is refused while vdi-img merge (stopped
 #     half-way) holds the image, and starts once the merge is done;
-#   - qemu-img sees a served image as in use (and -U reads it).
+#   - QEMU's readers (qemu-img info, convert, compare, qemu-nbd -r)
+#     and ours share an image, whichever came first; a writer of
+#     either project is refused beside them;
+#   - beside a writer of either project, the readers and writers of
+#     both are refused (only QEMU's -U reads beside ours).
 #   The vdidiff filter locks its differencing image at start:
 #   - a second server with the same vdidiff= fails at start;
 #   - two filters over one base (different layers) work at once, and a
@@ -54,6 +60,25 @@ write_one ()
 in_use_writing="nbdkit: error: $tmp/img.vdi: image is in use: another process has it open for writing"
 in_use_open="nbdkit: error: $tmp/img.vdi: image is in use: another process has opened it"
 
+# qemu_nbd PIDFILE SOCKET qemu-nbd-args...: serve in the background
+# once the image is open and locked, beyond the first client (-t),
+# until stopped.
+qemu_nbd ()
+{
+    local pidfile="$1" sock="$2"
+    shift 2
+    rm -f "$pidfile" "$sock"
+    qemu-nbd --fork -t --pid-file="$pidfile" -k "$sock" "$@"
+    cleanup_fn stop_pid "$(cat "$pidfile")"
+}
+# qemu_refused COMMAND...: QEMU fails to get one of its locks.
+qemu_refused ()
+{
+    must_fail timeout 60 "$@" 2> "$tmp/qerr"
+    cat "$tmp/qerr"
+    grep 'Failed to .*lock' "$tmp/qerr"
+}
+
 # --- Two writable servers, before either writes ------------------------
 
 start_server "$tmp/a.pid" "$tmp/a.sock" "$tmp/a.log" -v "$VDI_PLUGIN" "$tmp/img.vdi"
@@ -71,11 +96,13 @@ test ! -e "$tmp/b.sock"
 expect_start_failure "$tmp/err" "$in_use_writing" "$VDI_PLUGIN" "$tmp/img.vdi"
 expect_start_failure "$tmp/err" "$in_use_writing" "$VDI_PLUGIN" "$tmp/img.vdi" readonly=true
 expect_start_failure "$tmp/err" "$in_use_writing" -r "$VDI_PLUGIN" "$tmp/img.vdi"
-# qemu sees it in use too; with -U it reads it.
-must_fail qemu-img info "$tmp/img.vdi" 2> "$tmp/qerr"
-cat "$tmp/qerr"
-grep -i "lock" "$tmp/qerr"
+# QEMU's readers and writers are refused too; with -U it reads it.
+qemu_refused qemu-img info "$tmp/img.vdi"
+qemu_refused qemu-nbd -r -f vdi -k "$tmp/q.sock" "$tmp/img.vdi"
+qemu_refused qemu-io -f vdi -c 'write -P 0x51 0 512' "$tmp/img.vdi"
 qemu-img info -U "$tmp/img.vdi"
+qemu-img convert -U -f vdi -O raw "$tmp/img.vdi" "$tmp/copy.raw"
+cmp "$tmp/copy.raw" "$tmp/model"
 # The first server still serves, and writes.
 $RANDOM_IO verify "$(uri a)" "$tmp/model"
 write_one "$(uri a)"
@@ -106,6 +133,50 @@ stop_server "$tmp/d.pid"
 start_server "$tmp/a.pid" "$tmp/a.sock" "$tmp/a2.log" -v "$VDI_PLUGIN" "$tmp/img.vdi"
 write_one "$(uri a)"
 $RANDOM_IO verify "$(uri a)" "$tmp/model"
+stop_server "$tmp/a.pid"
+$VDI_CHECK "$tmp/img.vdi"
+
+# --- QEMU's readers and ours -----------------------------------------------
+
+img_sum="$(sha256_of "$tmp/img.vdi")"
+# Ours first.
+start_server "$tmp/c.pid" "$tmp/c.sock" "$tmp/c.log" -v -r "$VDI_PLUGIN" "$tmp/img.vdi"
+qemu-img info "$tmp/img.vdi"
+qemu-img convert -f vdi -O raw "$tmp/img.vdi" "$tmp/copy.raw"
+cmp "$tmp/copy.raw" "$tmp/model"
+qemu-img compare -f vdi -F raw "$tmp/img.vdi" "$tmp/model"
+qemu_nbd "$tmp/q.pid" "$tmp/q.sock" -r -f vdi "$tmp/img.vdi"
+$RANDOM_IO verify "$(uri q)" "$tmp/model"
+$RANDOM_IO verify "$(uri c)" "$tmp/model"
+# No writer beside them, of either project.
+qemu_refused qemu-nbd -f vdi -k "$tmp/q2.sock" "$tmp/img.vdi"
+qemu_refused qemu-io -f vdi -c 'write -P 0x51 0 512' "$tmp/img.vdi"
+expect_start_failure "$tmp/err" "$in_use_open" "$VDI_PLUGIN" "$tmp/img.vdi"
+stop_server "$tmp/c.pid"
+# QEMU's first: qemu-nbd -r still serves, and ours start beside it.
+start_server "$tmp/d.pid" "$tmp/d.sock" "$tmp/d.log" -v -r "$VDI_PLUGIN" "$tmp/img.vdi"
+$RANDOM_IO verify "$(uri d)" "$tmp/model"
+$RANDOM_IO verify "$(uri q)" "$tmp/model"
+expect_start_failure "$tmp/err" "$in_use_open" "$VDI_PLUGIN" "$tmp/img.vdi"
+stop_server "$tmp/d.pid"
+expect_start_failure "$tmp/err" "$in_use_open" "$VDI_PLUGIN" "$tmp/img.vdi"
+stop_server "$tmp/q.pid"
+test "$(sha256_of "$tmp/img.vdi")" = "$img_sum"
+
+# --- QEMU's writer --------------------------------------------------------
+
+qemu_nbd "$tmp/q.pid" "$tmp/q.sock" -f vdi "$tmp/img.vdi"
+for ro in "" -r; do
+    expect_start_failure "$tmp/err" "$in_use_writing" $ro "$VDI_PLUGIN" "$tmp/img.vdi"
+done
+expect_start_failure "$tmp/err" "$in_use_writing" "$VDI_PLUGIN" "$tmp/img.vdi" readonly=true
+write_one "$(uri q)"
+stop_server "$tmp/q.pid"
+# Gone: ours writes what QEMU wrote and more.
+$VDI_CHECK "$tmp/img.vdi"
+start_server "$tmp/a.pid" "$tmp/a.sock" "$tmp/a-q.log" -v "$VDI_PLUGIN" "$tmp/img.vdi"
+$RANDOM_IO verify "$(uri a)" "$tmp/model"
+$RANDOM_IO run "$(uri a)" "$tmp/model" --seed lockq --ops 20
 stop_server "$tmp/a.pid"
 $VDI_CHECK "$tmp/img.vdi"
 
