@@ -1142,7 +1142,8 @@ test_lock_readers_share (void)
 
 /* A writer holds the bytes of QEMU's writer and has the image alone,
  * but for QEMU's force-share readers: in either order against QEMU's
- * readers and writers.
+ * readers and writers.  An older nbdkit-vdi writer, with an exclusive
+ * lock on the whole file, is seen too.
  */
 static void
 test_lock_writer_alone (void)
@@ -1150,6 +1151,7 @@ test_lock_writer_alone (void)
   struct layer l;
   struct vdi_image *w;
   char held[4 * 256];
+  struct flock whole_file = { .l_type = F_WRLCK, .l_whence = SEEK_SET };
   int q;
 
   layer_init (&l, 4 * MiB, 1 * MiB, 1);
@@ -1190,6 +1192,12 @@ test_lock_writer_alone (void)
   CU_ASSERT_PTR_NOT_NULL (w);
   ASSERT_NO_ERROR ();
   vdi_image_close (w);
+  close (q);
+
+  q = open (l.path, O_RDWR | O_CLOEXEC);
+  CU_ASSERT_EQUAL_FATAL (fcntl (q, F_OFD_SETLK, &whole_file), 0);
+  EXPECT_OPEN_ERROR (l.path, 0, in_use_writing);
+  EXPECT_OPEN_ERROR (l.path, VDI_OPEN_WRITE, in_use_open);
   close (q);
  out:
   layer_free (&l);

@@ -251,12 +251,19 @@ load_map (struct vdi_image *img)
 #define WRITER_PERMS   (PERM_CONSISTENT_READ | PERM_WRITE | PERM_RESIZE)
 #define UNSHARED_PERMS (PERM_WRITE | PERM_RESIZE)
 
+/* A writer conflicts with any user, a reader only with writers. */
+static void
+in_use_error (const struct vdi_image *img, unsigned perms)
+{
+  vdi_error ("%s: image is in use: another process %s", img->filename,
+             perms & PERM_WRITE ? "has opened it" : "has it open for writing");
+}
+
 /* Take (F_RDLCK) or drop (F_UNLCK) lock byte base + N for each
- * permission N in perms.
+ * permission N in perms; -1 with errno set on failure.
  */
 static int
-set_lock_bytes (const struct vdi_image *img, int fd, off_t base,
-                unsigned perms, short type)
+set_lock_bytes (int fd, off_t base, unsigned perms, short type)
 {
   unsigned n;
 
@@ -265,25 +272,28 @@ set_lock_bytes (const struct vdi_image *img, int fd, off_t base,
       .l_type = type, .l_whence = SEEK_SET, .l_start = base + n, .l_len = 1
     };
 
-    if ((perms & (1u << n)) && fcntl (fd, F_OFD_SETLK, &fl) == -1) {
-      vdi_error ("%s: lock: %m", img->filename);
+    if ((perms & (1u << n)) && fcntl (fd, F_OFD_SETLK, &fl) == -1)
       return -1;
-    }
   }
   return 0;
 }
 
-/* Take or drop the lock bytes of a user holding perms.  Nobody locks
- * them exclusively, so taking them succeeds beside any user:
- * check_locks finds the conflicts.
+/* Take or drop the lock bytes of a user holding perms.  Taking them
+ * succeeds beside QEMU's users and ours (check_locks finds those):
+ * only an exclusive lock refuses it, which QEMU never takes but older
+ * nbdkit-vdi writers took on the whole file.
  */
 static int
 set_locks (const struct vdi_image *img, int fd, unsigned perms, short type)
 {
-  if (set_lock_bytes (img, fd, LOCK_PERM_BASE, perms, type) == -1 ||
-      set_lock_bytes (img, fd, LOCK_SHARED_BASE, UNSHARED_PERMS, type) == -1)
-    return -1;
-  return 0;
+  if (set_lock_bytes (fd, LOCK_PERM_BASE, perms, type) == 0 &&
+      set_lock_bytes (fd, LOCK_SHARED_BASE, UNSHARED_PERMS, type) == 0)
+    return 0;
+  if (errno == EAGAIN || errno == EACCES)
+    in_use_error (img, perms);
+  else
+    vdi_error ("%s: lock: %m", img->filename);
+  return -1;
 }
 
 /* 1 if another open file holds lock byte base + N for a permission N
@@ -327,8 +337,7 @@ check_locks (const struct vdi_image *img, int fd, unsigned perms)
   if (r == 0)
     r = lock_bytes_held (img, fd, LOCK_PERM_BASE, UNSHARED_PERMS);
   if (r == 1)
-    vdi_error ("%s: image is in use: another process %s", img->filename,
-               perms & PERM_WRITE ? "has opened it" : "has it open for writing");
+    in_use_error (img, perms);
   return r == 0 ? 0 : -1;
 }
 
