@@ -748,6 +748,8 @@ export_acquire (nbdkit_next *next, const char *name)
 static void
 export_release (struct export *export)
 {
+  bool idle;
+
   pthread_mutex_lock (&layers_lock);
   if (--export->users > 0) {
     pthread_mutex_unlock (&layers_lock);
@@ -765,11 +767,18 @@ export_release (struct export *export)
 
   pthread_mutex_lock (&layers_lock);
   tdelete (export, &exports, export_compare);
-  nr_exports--;
+  idle = --nr_exports == 0;
   nr_closing--;
   pthread_cond_broadcast (&layers_changed);
   pthread_mutex_unlock (&layers_lock);
   export_free (export);
+
+  /* The last clone is closed: give back the memory its clients used,
+   * so that a server between bursts of clients is back near its size
+   * at start.
+   */
+  if (idle)
+    vdi_release_memory ();
 }
 
 static void

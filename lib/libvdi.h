@@ -229,6 +229,12 @@ extern struct vdi_chain *vdi_chain_new (struct vdi_image **images, size_t n)
 /* Write what is not flushed yet, close the images, free the chain. */
 extern void vdi_chain_free (struct vdi_chain *chain);
 
+/* Give back the memory libvdi keeps for reuse (buffers that fill new
+ * blocks) and what the C library holds freed, for a server that has
+ * closed all its images and waits for the next client.
+ */
+extern void vdi_release_memory (void);
+
 /* A differencing layer over something that is not a VDI chain, such
  * as the plugin below the vdidiff filter: a chain whose only image
  * may be a differencing image, and whose FREE blocks read from the

@@ -60,6 +60,10 @@
 #include <unistd.h>
 #include <linux/falloc.h>
 
+#ifdef HAVE_MALLOC_TRIM
+#include <malloc.h>
+#endif
+
 #include "bits.h"
 #include "cleanup.h"
 #include "minmax.h"
@@ -390,6 +394,24 @@ give_back_fill_buffer (char *buf)
   }
   pthread_mutex_unlock (&fill_pool_lock);
   free (buf);
+}
+
+void
+vdi_release_memory (void)
+{
+  char *pooled[FILL_POOL_MAX];
+  size_t i, n;
+
+  pthread_mutex_lock (&fill_pool_lock);
+  n = fill_pool_len;
+  memcpy (pooled, fill_pool, n * sizeof *pooled);
+  fill_pool_len = 0;
+  pthread_mutex_unlock (&fill_pool_lock);
+  for (i = 0; i < n; ++i)
+    free (pooled[i]);
+#ifdef HAVE_MALLOC_TRIM
+  malloc_trim (0);
+#endif
 }
 
 /* Fill the reserved slot of top block b (whose entry was entry): zeros
