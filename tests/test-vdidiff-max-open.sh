@@ -50,7 +50,7 @@ start_server "$pid" "$sock" "$tmp/log" -v \
     --filter="$VDIDIFF_FILTER" "$VDI_PLUGIN" "$tmp/base.vdi" \
     vdidiff-dir="$tmp/clones" vdidiff-max-open=3
 timeout 60 $PYTHON - "$sock" "$(cat "$pid")" "$tmp" <<'PY'
-import os, resource, sys, nbd
+import os, resource, sys, time, nbd
 sock, pid, tmp = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 log = tmp + "/log"
 
@@ -89,10 +89,23 @@ d = connect("d")
 d.pwrite(b"d" * 512, 0)
 d.shutdown()
 
+# A client does not wait for the server to close its connection and
+# layer: wait until the server's descriptors stop changing.
+def settled_fds():
+    deadline = time.monotonic() + 10
+    fds = None
+    while True:
+        now = sorted(os.listdir("/proc/%d/fd" % pid))
+        if now == fds:
+            return {int(f) for f in now}
+        assert time.monotonic() < deadline, "the descriptors keep changing"
+        fds = now
+        time.sleep(0.2)
+
 # Out of descriptors: leave the server just enough for a connection
 # (its socket and a pair of pipes), none for the layer of "e": the
 # limit is the lowest with 3 free descriptor numbers below it.
-fds = {int(f) for f in os.listdir("/proc/%d/fd" % pid)}
+fds = settled_fds()
 soft, hard = resource.prlimit(pid, resource.RLIMIT_NOFILE)
 limit = next(n for n in range(soft) if n - len([f for f in fds if f < n]) == 3)
 resource.prlimit(pid, resource.RLIMIT_NOFILE, (limit, hard))
