@@ -348,9 +348,15 @@ reserve_slot (struct vdi_chain *chain, uint32_t b)
 }
 
 /* A slot is filled in pieces of at most this many bytes, so that an
- * allocation takes that much memory whatever the block size.
+ * allocation takes that much memory whatever the block size, and so
+ * that each pwrite holds the file's inode lock only briefly: Linux
+ * serialises buffered writes to one file, and while one thread wrote
+ * a whole 1 MiB block the others spun on the lock.  In pieces of
+ * 64 KiB, 4 KiB random writes through vdidiff (fio, 16 in flight, each
+ * first write to a block filling it) ran at about 90,000 a second
+ * here instead of 17,000.
  */
-#define FILL_PIECE (1024 * 1024)
+#define FILL_PIECE (64 * 1024)
 
 /* Fill buffers are kept for the next allocation, a few of them: one
  * allocated and freed each time costs more than the copy (glibc hands
