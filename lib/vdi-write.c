@@ -445,6 +445,12 @@ fill_slot_with (struct vdi_chain *chain, uint32_t b, uint32_t entry,
     if (write_slot_part (top, b, buf, n, offset - h->block_extra + pos) == -1)
       return -1;
   }
+  /* A whole block from the caller needs no pieces: it is one write
+   * that holds the inode lock once, which suits a sequential writer
+   * (fio 1 MiB writes ran slower in 64 KiB pieces).
+   */
+  if (data && lo == 0 && len == h->block_size)
+    return write_slot_part (top, b, data, len, offset);
   for (pos = 0; pos < h->block_size; pos += n) {
     const char *part = buf;
     uint32_t from, to;
