@@ -448,4 +448,19 @@ extern int vdi_merge_pending (const char *filename,
                               enum vdi_merge_direction *direction)
   __attribute__ ((__nonnull__ (1, 2)));
 
+/* Compact an image that no other process has open, as VirtualBox's
+ * vdiCompact does (vdi-compact.c): every allocated block whose data
+ * is all zeros becomes a ZERO entry (never FREE: in a differencing
+ * image the parent would show through), the blocks at the end of the
+ * file move down into the slots freed, and the file is cut after the
+ * last block.  What the image reads does not change.  progress (or
+ * NULL) is told the slots visited of those counted.  Returns 0, or
+ * -1 after one error naming the file and the problem.  A compaction
+ * that was interrupted leaves an image that reads the same and is
+ * finished by running it again.
+ */
+extern int vdi_compact (const char *filename,
+                        vdi_progress_function progress, void *opaque)
+  __attribute__ ((__nonnull__ (1)));
+
 #endif /* LIBVDI_H */

@@ -22,6 +22,7 @@
 static const struct command *const commands[] = {
   &info_command,
   &check_command,
+  &compact_command,
   &merge_command,
   &snapshot_command,
 };

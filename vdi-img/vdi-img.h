@@ -80,6 +80,9 @@ extern const struct command info_command;
 /* check.c */
 extern const struct command check_command;
 
+/* compact.c */
+extern const struct command compact_command;
+
 /* merge.c */
 extern const struct command merge_command;
 /* snapshot.c */
