@@ -73,6 +73,13 @@ VDI headers (version 1.1; UUIDs are stored in GUID byte order):
       The block map, one "INDEX ENTRY" line per block, ENTRY being
       FREE, ZERO or the slot number.
 
+  data-blocks FILE
+      The number of allocated blocks whose data is not all zeros.
+
+  check-compacted FILE N
+      Fail unless FILE holds N slots, numbered 0..N-1, cBlocksAllocated
+      is N and the file ends right after the last slot.
+
   check-diff-header DIFF PARENT BLOCK_SIZE
       DIFF is a differencing image in VirtualBox's layout made for
       PARENT, with blocks of BLOCK_SIZE: checked field by field.
@@ -398,6 +405,47 @@ def cmd_vdi_map(args):
         m = struct.unpack("<%dI" % n, f.read(4 * n))
     for i, e in enumerate(m):
         print(i, {0xFFFFFFFF: "FREE", 0xFFFFFFFE: "ZERO"}.get(e, e))
+
+
+def read_map(f, hdr):
+    off_blocks, = struct.unpack_from("<I", hdr, 0x154)
+    n, = struct.unpack_from("<I", hdr, 0x180)
+    f.seek(off_blocks)
+    return struct.unpack("<%dI" % n, f.read(4 * n))
+
+
+def cmd_data_blocks(args):
+    """The allocated blocks whose data is not all zeros."""
+    with open(args.file, "rb") as f:
+        hdr = f.read(0x200)
+        off_data, = struct.unpack_from("<I", hdr, 0x158)
+        block, extra = struct.unpack_from("<II", hdr, 0x178)
+        n = 0
+        for e in read_map(f, hdr):
+            if e < 0xFFFFFFFE:
+                f.seek(off_data + e * (extra + block) + extra)
+                n += f.read(block).count(0) != block
+    print(n)
+
+
+def cmd_check_compacted(args):
+    """Exactly n slots, used in order of nothing but position: the
+    slot entries are 0..n-1, the header counts n, and the file ends
+    after the last slot."""
+    with open(args.file, "rb") as f:
+        hdr = f.read(0x200)
+        slots = sorted(e for e in read_map(f, hdr) if e < 0xFFFFFFFE)
+    off_data, = struct.unpack_from("<I", hdr, 0x158)
+    block, extra, _, allocated = struct.unpack_from("<IIII", hdr, 0x178)
+    size = os.path.getsize(args.file)
+    if slots != list(range(args.n)):
+        die("%s: slots %s, expected 0..%d" % (args.file, slots, args.n - 1))
+    if allocated != args.n:
+        die("%s: cBlocksAllocated %d, expected %d"
+            % (args.file, allocated, args.n))
+    if size != off_data + args.n * (extra + block):
+        die("%s: %d bytes, expected %d" % (args.file, size,
+                                           off_data + args.n * (extra + block)))
 
 
 def cmd_check_diff_header(args):
@@ -869,6 +917,8 @@ def main():
     command("vdi-uuid", cmd_vdi_uuid, "file", "field")
     command("uuid-text", cmd_uuid_text, "hex")
     command("vdi-map", cmd_vdi_map, "file")
+    command("data-blocks", cmd_data_blocks, "file")
+    command("check-compacted", cmd_check_compacted, "file", ("n", integer))
     command("check-diff-header", cmd_check_diff_header, "diff", "parent",
             ("block_size", integer))
     command("random-reads", cmd_random_reads, "uri", "expected",
