@@ -463,4 +463,16 @@ extern int vdi_compact (const char *filename,
                         vdi_progress_function progress, void *opaque)
   __attribute__ ((__nonnull__ (1)));
 
+/* Resize the dynamic or differencing image filename to size bytes
+ * (a multiple of 512, at least 1 MiB), as VirtualBox does
+ * (vdi-resize.c).  Growing adds FREE blocks; shrinking needs shrink
+ * and is refused where anything past the new end holds data.  Fixed
+ * images are refused, as VirtualBox does.  Returns 0, or -1 after one
+ * error naming the file; nothing is written when a precondition
+ * fails.  An interrupted resize leaves the image as it was, or
+ * resized; running it again finishes it.
+ */
+extern int vdi_resize (const char *filename, uint64_t size, bool shrink)
+  __attribute__ ((__nonnull__ (1)));
+
 #endif /* LIBVDI_H */

@@ -617,6 +617,46 @@ vdi_image_set_map_entry (struct vdi_image *img, uint32_t block,
 }
 
 int
+vdi_image_set_blocks (struct vdi_image *img, uint32_t blocks)
+{
+  const size_t old_pages = map_pages (&img->header);
+  const size_t pages = DIV_ROUND_UP ((size_t) blocks, ENTRIES_PER_PAGE);
+  const size_t old_dirty_bytes = bits_bytes (old_pages);
+  uint32_t **map = img->map;
+  uint8_t *dirty = img->map_dirty;
+  size_t page;
+  uint32_t b;
+
+  for (page = pages; page < old_pages; ++page)
+    if (map[page] != free_page)
+      free (map[page]);
+  if (pages > old_pages) {
+    map = realloc (map, pages * sizeof *map);
+    if (map == NULL) {
+      vdi_error ("%s: cannot allocate the block map: %m", img->filename);
+      return -1;
+    }
+    img->map = map;
+    dirty = realloc (dirty, bits_bytes (pages));
+    if (dirty == NULL) {
+      vdi_error ("%s: cannot allocate the block map: %m", img->filename);
+      return -1;
+    }
+    memset (dirty + old_dirty_bytes, 0, bits_bytes (pages) - old_dirty_bytes);
+    img->map_dirty = dirty;
+    for (page = old_pages; page < pages; ++page)
+      map[page] = (uint32_t *) free_page;
+  }
+  /* Entries past cBlocks are FREE. */
+  if (blocks < img->header.blocks && blocks % ENTRIES_PER_PAGE != 0 &&
+      map[blocks / ENTRIES_PER_PAGE] != free_page)
+    for (b = blocks % ENTRIES_PER_PAGE; b < ENTRIES_PER_PAGE; ++b)
+      map[blocks / ENTRIES_PER_PAGE][b] = VDI_BLOCK_FREE;
+  img->header.blocks = blocks;
+  return 0;
+}
+
+int
 vdi_image_extend (struct vdi_image *img, uint64_t size)
 {
   struct stat st;

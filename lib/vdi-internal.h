@@ -187,6 +187,11 @@ extern int vdi_journal_of (const char *filename, char **path,
  */
 extern struct vdi_header *vdi_image_header_for_update (struct vdi_image *img);
 extern int vdi_image_write_header (struct vdi_image *img);
+/* For a resize: the map in memory gets room for blocks entries (new
+ * ones FREE, those past blocks dropped), and cBlocks becomes blocks.
+ * Nothing is written.  Returns -1 after an error (no memory).
+ */
+extern int vdi_image_set_blocks (struct vdi_image *img, uint32_t blocks);
 /* Grow the file to size bytes if it is shorter (never shrinks it). */
 extern int vdi_image_extend (struct vdi_image *img, uint64_t size);
 extern int vdi_image_sync (struct vdi_image *img);
