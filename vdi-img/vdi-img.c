@@ -24,6 +24,7 @@ static const struct command *const commands[] = {
   &check_command,
   &compact_command,
   &merge_command,
+  &resize_command,
   &snapshot_command,
 };
 #define NR_COMMANDS (sizeof commands / sizeof commands[0])

@@ -85,6 +85,10 @@ extern const struct command compact_command;
 
 /* merge.c */
 extern const struct command merge_command;
+
+/* resize.c */
+extern const struct command resize_command;
+
 /* snapshot.c */
 extern const struct command snapshot_command;
 
