@@ -5,9 +5,9 @@
 
 /* Unit tests of vdi_resize (vdi-resize.c): growing with the map
  * fitting before the data and running into it, shrinking refused and
- * allowed, fixed images, the size limits, an image in use.  Every
- * resized image must read what it read before, zeros past the old
- * end, and check clean.
+ * allowed, a partial last block, differencing images, fixed images,
+ * the size limits, an image in use.  Every resized image must read
+ * what it read before, zeros past the old end, and check clean.
  */
 
 #include <config.h>
@@ -282,6 +282,151 @@ test_resize_partial_block (void)
   free (buf);
 }
 
+/* An allocated partial last block: the bytes past the old end are
+ * hidden, and growing must show zeros there, whether they already
+ * are zeros or hold data (a shrink, or another tool, left them).
+ */
+static void
+test_resize_partial_tail (void)
+{
+  const uint64_t size = 3 * MiB + 4096;
+  struct vdi_header h;
+  uint32_t map[4] = { 2, 0, 3, 1 };
+  uint8_t *data = malloc (4 * MiB);
+  int tail_zero;
+
+  CU_ASSERT_PTR_NOT_NULL_FATAL (data);
+  for (tail_zero = 0; tail_zero <= 1; ++tail_zero) {
+    char *filename;
+
+    test_header_init (&h, size, MiB, 4);
+    h.blocks_allocated = 4;
+    test_random_fill (data, 4 * MiB);
+    /* Block 3 is in slot 1: its hidden tail starts 4096 bytes in. */
+    if (tail_zero)
+      memset (data + MiB + 4096, 0, MiB - 4096);
+    filename = test_write_image (&h, map, data, 4, 0);
+    grow_and_compare (filename, 6 * MiB);
+    CU_ASSERT_EQUAL (header_field (filename, 2), 4);
+    test_tmp_cleanup ();
+  }
+  free (data);
+}
+
+/* A differencing image of child_size bytes over a parent of 16 MiB
+ * with data in every block; the child's map is child_map.  Both are
+ * written to temporary files, *parent_name gets the parent's.
+ */
+static char *
+make_diff (uint64_t child_size, const uint32_t *child_map,
+           uint32_t child_slots, char **parent_name)
+{
+  struct vdi_header ph, ch;
+  uint32_t pmap[16], b;
+
+  test_header_init (&ph, 16 * MiB, MiB, 6);
+  for (b = 0; b < 16; ++b)
+    pmap[b] = b;
+  ph.blocks_allocated = 16;
+  *parent_name = test_write_image (&ph, pmap, NULL, 16, 0);
+  test_header_init (&ch, child_size, MiB, 7);
+  ch.type = VDI_TYPE_DIFF;
+  ch.uuid_linkage = ph.uuid_create;
+  ch.blocks_allocated = child_slots;
+  return test_write_image (&ch, child_map, NULL, child_slots, 0);
+}
+
+/* Read len bytes from offset through the chain child over parent. */
+static uint8_t *
+read_chain (const char *child, const char *parent, uint64_t offset,
+            uint64_t len)
+{
+  struct vdi_image *images[2];
+  struct vdi_chain *chain;
+  uint8_t *buf = malloc (len);
+
+  CU_ASSERT_PTR_NOT_NULL_FATAL (buf);
+  images[0] = vdi_image_open (child, 0);
+  images[1] = vdi_image_open (parent, 0);
+  CU_ASSERT_PTR_NOT_NULL_FATAL (images[0]);
+  CU_ASSERT_PTR_NOT_NULL_FATAL (images[1]);
+  CU_ASSERT_EQUAL (vdi_image_check (images[0]), 0);
+  chain = vdi_chain_new (images, 2);
+  CU_ASSERT_PTR_NOT_NULL_FATAL (chain);
+  CU_ASSERT (offset + len <= vdi_chain_size (chain));
+  CU_ASSERT_EQUAL (vdi_chain_pread (chain, buf, len, offset, NULL), 0);
+  vdi_chain_free (chain);
+  return buf;
+}
+
+/* A differencing image over a larger parent with data past the
+ * child's end: grown, the child reads zeros there, not the parent's
+ * data, with the map fitting and with the map moving.
+ */
+static void
+test_resize_diff_grow (void)
+{
+  static const uint64_t sizes[] = { 16 * MiB, 5000 * MiB };
+  const uint32_t map[8] = {
+    VDI_BLOCK_FREE, 0, VDI_BLOCK_FREE, VDI_BLOCK_ZERO, 1,
+    VDI_BLOCK_FREE, VDI_BLOCK_FREE, VDI_BLOCK_FREE,
+  };
+  size_t i;
+
+  for (i = 0; i < sizeof sizes / sizeof sizes[0]; ++i) {
+    char *parent;
+    char *child = make_diff (8 * MiB, map, 2, &parent);
+    uint8_t *before = read_chain (child, parent, 0, 8 * MiB);
+    uint8_t *after, *past;
+
+    CU_ASSERT_EQUAL (vdi_resize (child, sizes[i], false), 0);
+    ASSERT_NO_ERROR ();
+    after = read_chain (child, parent, 0, 8 * MiB);
+    CU_ASSERT (memcmp (before, after, 8 * MiB) == 0);
+    past = read_chain (child, parent, 8 * MiB, 8 * MiB);
+    CU_ASSERT (all_zero (past, 8 * MiB));
+    free (before);
+    free (after);
+    free (past);
+    test_tmp_cleanup ();
+  }
+}
+
+/* A differencing image: FREE blocks show the parent's data, so only
+ * ZERO blocks past the new end can be dropped; a partial FREE last
+ * block cannot grow (its tail would show the parent's data).
+ */
+static void
+test_resize_diff_refused (void)
+{
+  const uint32_t map[8] = {
+    0, VDI_BLOCK_FREE, 1, VDI_BLOCK_ZERO,
+    VDI_BLOCK_ZERO, VDI_BLOCK_FREE, VDI_BLOCK_ZERO, VDI_BLOCK_ZERO,
+  };
+  const uint32_t partial_map[2] = { 0, VDI_BLOCK_FREE };
+  char *parent, *child;
+  uint8_t *file_before, *file_after;
+  size_t len_before, len_after;
+
+  child = make_diff (8 * MiB, map, 2, &parent);
+  CU_ASSERT_EQUAL (vdi_resize (child, 5 * MiB, true), -1);
+  ASSERT_ONE_ERROR (child, "only ZERO blocks");
+  test_log_reset ();
+  CU_ASSERT_EQUAL (vdi_resize (child, 6 * MiB, true), 0);
+  ASSERT_NO_ERROR ();
+  test_tmp_cleanup ();
+
+  child = make_diff (MiB + 4096, partial_map, 1, &parent);
+  file_before = slurp (child, &len_before);
+  CU_ASSERT_EQUAL (vdi_resize (child, 4 * MiB, false), -1);
+  ASSERT_ONE_ERROR (child, "the last block is partial");
+  file_after = slurp (child, &len_after);
+  CU_ASSERT_EQUAL (len_before, len_after);
+  CU_ASSERT (memcmp (file_before, file_after, len_before) == 0);
+  free (file_before);
+  free (file_after);
+}
+
 static void
 test_resize_fixed (void)
 {
@@ -341,6 +486,9 @@ main (void)
   ADD_TEST (s, test_resize_grow_moves);
   ADD_TEST (s, test_resize_shrink);
   ADD_TEST (s, test_resize_partial_block);
+  ADD_TEST (s, test_resize_partial_tail);
+  ADD_TEST (s, test_resize_diff_grow);
+  ADD_TEST (s, test_resize_diff_refused);
   ADD_TEST (s, test_resize_fixed);
   ADD_TEST (s, test_resize_limits);
   ADD_TEST (s, test_resize_in_use);

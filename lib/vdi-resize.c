@@ -5,10 +5,12 @@
 
 /* Resizing a dynamic or differencing image, offline, as VirtualBox's
  * vdiResize does: the disk size and the block count change, the map
- * gets FREE entries for the new blocks.  VirtualBox refuses fixed and
- * version 0 images and never shrinks; here a shrink is allowed where
- * nothing past the new end holds data.  Like VirtualBox, a size that
- * is not a multiple of the block size keeps a partial last block.
+ * gets FREE entries for the new blocks (ZERO in a differencing image,
+ * which must read zeros there whatever its parent holds).  VirtualBox
+ * refuses fixed and version 0 images and never shrinks; here a shrink
+ * is allowed where nothing past the new end holds data (nor shows the
+ * parent's).  Like VirtualBox, a size that is not a multiple of the
+ * block size keeps a partial last block.
  *
  * Where the larger map fits before the data area, its new entries
  * are written first and the header last: the header is the commit.
@@ -83,9 +85,19 @@ check_new_size (const struct vdi_image *img, uint64_t size)
   return 0;
 }
 
-/* Does the image hold data past size?  Allocated blocks wholly past
- * it do, and so does a last partial block with anything but zeros
- * past it.  Returns 1, 0, or -1 after an error.
+/* Does a map entry show data?  Allocated blocks do, and so do FREE
+ * blocks of a differencing image: they show the parent's.
+ */
+static bool
+shows_data (const struct vdi_header *h, uint32_t entry)
+{
+  return VDI_BLOCK_IS_ALLOCATED (entry) ||
+    (entry == VDI_BLOCK_FREE && h->type == VDI_TYPE_DIFF);
+}
+
+/* Does the image show data past size?  Blocks wholly past it that
+ * show data do, and so does a last partial block that shows anything
+ * but zeros past it.  Returns 1, 0, or -1 after an error.
  */
 static int
 has_data_past (const struct vdi_image *img, uint64_t size)
@@ -95,13 +107,14 @@ has_data_past (const struct vdi_image *img, uint64_t size)
   const uint32_t tail = size % h->block_size;
   uint32_t b, entry;
 
-  for (b = vdi_image_next_not_free (img, new_blocks); b < h->blocks;
-       b = vdi_image_next_not_free (img, b + 1))
-    if (VDI_BLOCK_IS_ALLOCATED (vdi_image_map_entry (img, b)))
+  for (b = new_blocks; b < h->blocks; ++b)
+    if (shows_data (h, vdi_image_map_entry (img, b)))
       return 1;
   if (tail == 0)
     return 0;
   entry = vdi_image_map_entry (img, new_blocks - 1);
+  if (entry == VDI_BLOCK_FREE && h->type == VDI_TYPE_DIFF)
+    return 1;
   if (VDI_BLOCK_IS_ALLOCATED (entry)) {
     const uint32_t len = h->block_size - tail;
     CLEANUP_FREE char *buf = malloc (len);
@@ -126,7 +139,9 @@ has_data_past (const struct vdi_image *img, uint64_t size)
 
 /* The last block, if partial and allocated, may hold bytes past the
  * old end (a shrink leaves them): growing must show zeros there.
- * They are out of sight until the header is written.
+ * They are out of sight until the header is written.  In a
+ * differencing image a partial last block that is FREE would show
+ * the parent's data there: refused, before anything is written.
  */
 static int
 zero_old_tail (struct vdi_image *img)
@@ -141,6 +156,13 @@ zero_old_tail (struct vdi_image *img)
   if (tail == 0)
     return 0;
   entry = vdi_image_map_entry (img, size / h->block_size);
+  if (entry == VDI_BLOCK_FREE && h->type == VDI_TYPE_DIFF) {
+    vdi_error ("%s: the last block is partial and not in this "
+               "differencing image: growing would show the parent's "
+               "data past the old end (merge the image first)",
+               vdi_image_filename (img));
+    return -1;
+  }
   if (!VDI_BLOCK_IS_ALLOCATED (entry))
     return 0;
   zeros = calloc (1, h->block_size - tail);
@@ -159,13 +181,18 @@ zero_old_tail (struct vdi_image *img)
 }
 
 /* Write the map entries [first, last) at offset map_offset: those of
- * the image, less shift for slots, and FREE past its blocks.
+ * the image, less shift for slots, and past its blocks FREE, or ZERO
+ * in a differencing image (FREE would show the parent's data there;
+ * ZERO takes no space either).
  */
 static int
 write_map (struct vdi_image *img, uint64_t map_offset, uint32_t first,
            uint32_t last, uint32_t shift)
 {
-  const uint32_t old_blocks = vdi_image_header (img)->blocks;
+  const struct vdi_header *h = vdi_image_header (img);
+  const uint32_t old_blocks = h->blocks;
+  const uint32_t new_entry =
+    h->type == VDI_TYPE_DIFF ? VDI_BLOCK_ZERO : VDI_BLOCK_FREE;
   CLEANUP_FREE uint32_t *piece = malloc (4 * MAP_PIECE_ENTRIES);
   uint32_t b, n, i;
 
@@ -176,7 +203,7 @@ write_map (struct vdi_image *img, uint64_t map_offset, uint32_t first,
   for (b = first; b < last; b += n) {
     n = MIN (last - b, (uint32_t) MAP_PIECE_ENTRIES);
     for (i = 0; i < n; ++i) {
-      uint32_t entry = VDI_BLOCK_FREE;
+      uint32_t entry = new_entry;
 
       if (b + i < old_blocks) {
         entry = vdi_image_map_entry (img, b + i);
@@ -385,7 +412,10 @@ vdi_resize (const char *filename, uint64_t size, bool shrink)
       goto out;
     case 1:
       vdi_error ("%s: cannot shrink to %" PRIu64 " bytes: the image holds "
-                 "data past that size", filename, size);
+                 "data past that size%s", filename, size,
+                 h->type == VDI_TYPE_DIFF
+                 ? " (or shows its parent's there: only ZERO blocks can "
+                 "be dropped from a differencing image)" : "");
       goto out;
     }
     /* The entries past the new end are FREE or ZERO: they are dropped. */
