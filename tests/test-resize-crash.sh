@@ -69,15 +69,7 @@ try ()
     test "$n" -gt 5
     test "$(disk_sum "$d/$name.vdi")" = "$grown"
 
-    if [ "$n" -le 60 ]; then
-        points="$(seq 1 "$n")"
-    else
-        points="$(
-            { RANDOM="$seed"
-              for (( k = 0; k < 40; ++k )); do echo $(( 1 + RANDOM % n )); done
-              seq $(( n - 9 )) "$n"; } | sort -n -u)"
-    fi
-    for k in $points; do
+    for k in $(kill_points "$n" "$seed"); do
         rm -rf "$d"; cp -a "$m" "$d"
         status=0
         KILL_AT="$k" LD_PRELOAD="$KILL_AT_LIB" \

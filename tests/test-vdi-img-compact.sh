@@ -31,21 +31,14 @@ requires test -x "$VDI_IMG"
 tmp="$(realpath "$(mktemp -d --suffix=.tmp test-vdi-img-compact.XXXXXX)")"
 cleanup_fn rm -rf "$tmp"
 
-# read_disk IMAGE OUT: what the plugin serves for IMAGE.
-read_disk ()
-{
-    rm -f "$2"
-    nbdkit -U - -r "$VDI_PLUGIN" "$1" --run "nbdcopy \"\$uri\" \"$2\""
-}
-
 # compact_ok IMAGE [--base]: compact IMAGE and check the result.
 compact_ok ()
 {
     local img="$1" base="$2" n
-    read_disk "$img" "$tmp/before"
+    served_raw "$img" "$tmp/before"
     n="$($HELPERS data-blocks "$img")"
     $VDI_IMG compact -p "$img"
-    read_disk "$img" "$tmp/after"
+    served_raw "$img" "$tmp/after"
     cmp "$tmp/before" "$tmp/after"
     $HELPERS check-compacted "$img" "$n"
     $VDI_CHECK "$img"

@@ -30,13 +30,6 @@ requires test -x "$VDI_IMG"
 tmp="$(realpath "$(mktemp -d --suffix=.tmp test-vdi-img-resize.XXXXXX)")"
 cleanup_fn rm -rf "$tmp"
 
-# read_disk IMAGE OUT: what the plugin serves for IMAGE.
-read_disk ()
-{
-    rm -f "$2"
-    nbdkit -U - -r "$VDI_PLUGIN" "$1" --run "nbdcopy \"\$uri\" \"$2\""
-}
-
 # write_disk IMAGE EXPECTED OFFSET: write 64 KiB of 'Z' at OFFSET (a
 # multiple of 64 KiB) through the plugin, and into the file EXPECTED.
 write_disk ()
@@ -52,16 +45,16 @@ resize_ok ()
 {
     local img="$1" size="$2" base="$3" old
     old="$(vdi_field "$img" cbDisk)"
-    read_disk "$img" "$tmp/expected"
+    served_raw "$img" "$tmp/expected"
     truncate -s "$size" "$tmp/expected"
     $VDI_IMG resize "$img" "$size"
     test "$(vdi_field "$img" cbDisk)" = "$size"
-    read_disk "$img" "$tmp/after"
+    served_raw "$img" "$tmp/after"
     cmp "$tmp/expected" "$tmp/after"
     # Writes past the old end, at it and at the new end.
     write_disk "$img" "$tmp/expected" "$old"
     write_disk "$img" "$tmp/expected" "$(( size - 65536 ))"
-    read_disk "$img" "$tmp/after"
+    served_raw "$img" "$tmp/after"
     cmp "$tmp/expected" "$tmp/after"
     $VDI_CHECK "$img"
     if [ "$base" = "--base" ]; then
