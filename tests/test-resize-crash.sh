@@ -55,7 +55,7 @@ disk_sum ()
 # try IMAGE: kill the resize of IMAGE at each chosen point.
 try ()
 {
-    local name="$1" d="$tmp/$1" before grown n points k status sum
+    local name="$1" d="$tmp/$1" before grown n k sum
     rm -rf "$d"; cp -a "$m" "$d"
     before="$(disk_sum "$d/$name.vdi")"
     rm -f "$tmp/grown"
@@ -71,13 +71,7 @@ try ()
 
     for k in $(kill_points "$n" "$seed"); do
         rm -rf "$d"; cp -a "$m" "$d"
-        status=0
-        KILL_AT="$k" LD_PRELOAD="$KILL_AT_LIB" \
-            $VDI_IMG resize "$d/$name.vdi" "$new_size" || status=$?
-        if [ "$status" -ne 137 ]; then
-            echo "$0: $name: the resize killed at call $k of $n exited $status" >&2
-            exit 1
-        fi
+        killed_at "$k" $VDI_IMG resize "$d/$name.vdi" "$new_size"
         sum="$(disk_sum "$d/$name.vdi")"
         test "$sum" = "$before" || test "$sum" = "$grown"
         check_after_crash "$d/$name.vdi"

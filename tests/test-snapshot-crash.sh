@@ -138,7 +138,7 @@ registered_clean ()
 # ARGS name the machine's folder as @D@.
 try ()
 {
-    local name="$1" n k status d="$tmp/$1"
+    local name="$1" n k d="$tmp/$1"
     shift
     args ()
     {
@@ -157,13 +157,7 @@ try ()
 
     for (( k = 1; k <= n; ++k )); do
         rm -rf "$d"; cp -a "$p" "$d"
-        status=0
-        KILL_AT="$k" LD_PRELOAD="$KILL_AT_LIB" \
-            $VDI_IMG snapshot "${cmd[@]}" || status=$?
-        if [ "$status" -ne 137 ]; then
-            echo "$0: $name: killed at call $k of $n, it exited $status" >&2
-            exit 1
-        fi
+        killed_at "$k" $VDI_IMG snapshot "${cmd[@]}"
         cp "$d/Crash.vbox" "$tmp/crashed.vbox"
         if cmp -s "$d/Crash.vbox" "$p/Crash.vbox"; then
             echo "$0: $name: killed at call $k of $n: the old settings"

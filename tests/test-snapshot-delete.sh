@@ -172,10 +172,7 @@ test "$n" -gt 5
 for (( k = 1; k <= n; ++k )); do
     d="$tmp/kill"
     rm -rf "$d"; cp -a "$tmp/pristine" "$d"
-    status=0
-    KILL_AT="$k" LD_PRELOAD="$KILL_AT_LIB" \
-        $VDI_IMG snapshot delete "$d/M/M.vbox" S2 || status=$?
-    test "$status" -eq 137
+    killed_at "$k" $VDI_IMG snapshot delete "$d/M/M.vbox" S2
     # The settings file is the old one or the new one, whole.
     cmp "$d/M/M.vbox" "$tmp/pristine/M/M.vbox" ||
         must_fail grep '^ *S2 ' < <($VDI_IMG snapshot list "$d/M/M.vbox")
