@@ -106,6 +106,12 @@ progress_update (double percent)
 }
 
 void
+progress_of (void *opaque, uint64_t done, uint64_t total)
+{
+  progress_update (total > 0 ? 100.0 * done / total : 100.0);
+}
+
+void
 progress_end (void)
 {
   if (progress_shown)

@@ -19,12 +19,6 @@
 
 #include "vdi-img.h"
 
-static void
-show_progress (void *opaque, uint64_t done, uint64_t total)
-{
-  progress_update (total > 0 ? 100.0 * done / total : 100.0);
-}
-
 static int
 compact_run (int argc, char *argv[])
 {
@@ -54,7 +48,7 @@ compact_run (int argc, char *argv[])
 
   if (progress)
     progress_update (0);
-  r = vdi_compact (argv[optind], progress ? show_progress : NULL, NULL);
+  r = vdi_compact (argv[optind], progress ? progress_of : NULL, NULL);
   if (progress && r == 0)
     progress_update (100);
   progress_end ();

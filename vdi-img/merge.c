@@ -20,12 +20,6 @@
 
 #include "vdi-img.h"
 
-static void
-show_progress (void *opaque, uint64_t done, uint64_t total)
-{
-  progress_update (total > 0 ? 100.0 * done / total : 100.0);
-}
-
 enum {
   INTO_CHILD_OPTION = 256,
   INTO_PARENT_OPTION,
@@ -123,7 +117,7 @@ merge_run (int argc, char *argv[])
   merge.direction = into_child ? VDI_MERGE_INTO_CHILD : VDI_MERGE_INTO_PARENT;
   merge.search = &search;
   if (progress) {
-    merge.progress = show_progress;
+    merge.progress = progress_of;
     progress_update (0);
   }
   r = vdi_merge (argv[optind], &merge);

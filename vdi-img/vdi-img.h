@@ -67,6 +67,8 @@ extern void option_list_free (struct option_list *l)
  * own.
  */
 extern void progress_update (double percent);
+/* A vdi_progress_function that draws that line. */
+extern void progress_of (void *opaque, uint64_t done, uint64_t total);
 extern void progress_end (void);
 
 /* libvdi's log function: "vdi-img: message" on stderr for errors
