@@ -65,12 +65,6 @@ struct compactor {
   void *opaque;
 };
 
-static bool
-is_zero (const char *buf, size_t len)
-{
-  return len == 0 || (buf[0] == 0 && memcmp (buf, buf + 1, len - 1) == 0);
-}
-
 /* Where slot starts in the file, with its extra bytes. */
 static uint64_t
 slot_start (const struct compactor *c, uint32_t slot)
@@ -116,7 +110,7 @@ visit (struct compactor *c, uint32_t slot, char *buf)
                vdi_image_filename (c->img), block);
     return -1;
   }
-  if (!is_zero (buf + c->h->block_extra, c->h->block_size))
+  if (!vdi_is_zero (buf + c->h->block_extra, c->h->block_size))
     return 1;
   if (vdi_image_set_map_entry (c->img, block, VDI_BLOCK_ZERO) == -1)
     return -1;

@@ -45,6 +45,14 @@ vdi_full_pread (int fd, void *buf, size_t count, uint64_t offset)
   return 0;
 }
 
+bool
+vdi_is_zero (const void *buf, size_t len)
+{
+  const char *p = buf;
+
+  return len == 0 || (p[0] == 0 && memcmp (p, p + 1, len - 1) == 0);
+}
+
 int
 vdi_full_pwrite (int fd, const void *buf, size_t count, uint64_t offset)
 {

@@ -8,6 +8,7 @@
 #ifndef VDI_IO_H
 #define VDI_IO_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -20,5 +21,8 @@ extern int vdi_full_pread (int fd, void *buf, size_t count, uint64_t offset)
 extern int vdi_full_pwrite (int fd, const void *buf, size_t count,
                             uint64_t offset)
   __attribute__ ((__nonnull__ (2)));
+
+/* True if the len bytes at buf are all zero. */
+extern bool vdi_is_zero (const void *buf, size_t len);
 
 #endif /* VDI_IO_H */

@@ -99,14 +99,6 @@ block_unit (const struct vdi_chain *chain, uint32_t b, uint32_t lo)
   return ((uint64_t) b * block_size + lo) >> chain->unit_bits;
 }
 
-static bool
-is_zero (const void *buf, size_t len)
-{
-  const char *p = buf;
-
-  return len == 0 || (p[0] == 0 && memcmp (p, p + 1, len - 1) == 0);
-}
-
 /* The table units of top block b: [*first, *last]. */
 static void
 block_unit_range (const struct vdi_chain *chain, uint32_t b, uint64_t *first,
@@ -608,7 +600,7 @@ place_write (struct vdi_chain *chain, uint32_t b, const void *data,
 
   /* Zeros over a whole block: no data, a ZERO entry. */
   if (lo == 0 && len == h->block_size &&
-      (data == NULL || is_zero (data, len))) {
+      (data == NULL || vdi_is_zero (data, len))) {
     if (set_map_entry (chain, b, VDI_BLOCK_ZERO) == -1)
       return -1;
     return PLACED;
